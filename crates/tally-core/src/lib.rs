@@ -8,7 +8,7 @@
 //! - [`namespace`]: [`NamespaceConfig`] with its defaults and rules.
 //! - [`event`]: [`Event`], [`EventKind`] and [`EventKey`], the order of the log.
 //! - [`fold`]: [`Fold`] and [`CounterState`], the arithmetic of values, checkpoints and clears.
-//! - [`error`]: [`ValidationError`], which names the field and the rule.
+//! - [`error`]: [`ValidationError`], which names the field and the rule it breaks.
 
 pub mod delta;
 pub mod error;

@@ -9,11 +9,14 @@ pub const MAX_TOKEN_BYTES: usize = 128;
 /// A client's retry key: a token string plus the event time of the change.
 ///
 /// The token is scoped to one counter. A retry resends both parts unchanged; the same token
-/// with another delta, kind or event time is a conflict.
+/// with another delta, kind or event time is a conflict. A client that sends no event time gets
+/// the server's receive time, and then a retry is matched on the token, kind and delta alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyToken {
     pub token: String,
     pub event_time: EventTime,
+    /// Whether the client chose the event time (and so must resend the same one).
+    pub client_time: bool,
 }
 
 impl IdempotencyToken {
@@ -31,6 +34,7 @@ impl IdempotencyToken {
         Ok(Self {
             token: token.to_owned(),
             event_time,
+            client_time: generation_time.is_some(),
         })
     }
 }

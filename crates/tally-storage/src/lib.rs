@@ -1,1 +1,27 @@
+//! Storage of Tally's event log, tokens and checkpoints, behind a trait that knows no backend.
+//!
+//! - [`traits`]: [`EventStore`], the contract every backend keeps.
+//! - [`types`]: the records it stores ([`StoredEvent`], [`TokenRecord`], [`Checkpoint`], ...).
+//! - [`embedded`]: [`EmbeddedStore`], the default backend on fjall in a local data directory.
+//! - [`memory`]: [`MemoryStore`], which proves the trait stands alone and serves tests.
+//! - [`fault`]: [`FaultInjection`], a wrapper that makes writes fail on demand, for tests.
+//! - [`encoding`]: the byte layout of keys and values in the embedded store.
+//! - [`error`]: the error type, [`StorageError`].
 
+pub mod embedded;
+pub mod encoding;
+pub mod error;
+pub mod fault;
+pub mod memory;
+pub mod traits;
+pub mod types;
+
+pub use embedded::{Durability, EmbeddedStore};
+pub use error::StorageError;
+pub use fault::FaultInjection;
+pub use memory::MemoryStore;
+pub use traits::EventStore;
+pub use types::{
+    AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
+    NamespaceRecord, RecoveredState, StoredEvent, TokenRecord,
+};

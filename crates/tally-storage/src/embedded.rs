@@ -1,0 +1,431 @@
+//! The embedded backend: an LSM store (fjall) in a local data directory.
+//!
+//! Each namespace's log is split into one keyspace per time bucket, so retention deletes whole
+//! keyspaces. fjall writes every batch to a checksummed journal; on recovery it truncates a torn
+//! tail and keeps every whole batch. After a failed write or sync it poisons the database, and
+//! Tally then rejects writes until restart instead of retrying.
+
+use crate::StorageError;
+use crate::encoding::{self, bucket_keyspace_name, parse_bucket_keyspace_name};
+use crate::traits::EventStore;
+use crate::types::{
+    AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
+    NamespaceRecord, RecoveredState, StoredEvent, TokenRecord, bucket_of,
+};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use tally_core::{CounterName, EventTime};
+use tracing::{error, info};
+
+const FORMAT_VERSION: u32 = 1;
+const KEY_FORMAT: &[u8] = b"format";
+const KEY_LAST_EVENT_ID: &[u8] = b"last_event_id";
+const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
+
+/// When an appended batch counts as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After `fsync`: the batch survives a crash of the process, the OS and the machine.
+    #[default]
+    Sync,
+    /// After `write` into the OS page cache: the batch survives `kill -9` of the server, but the
+    /// last fraction of a second of writes may be lost if the machine or OS crashes.
+    OsBuffer,
+}
+
+impl Durability {
+    fn persist_mode(self) -> PersistMode {
+        match self {
+            Durability::Sync => PersistMode::SyncAll,
+            Durability::OsBuffer => PersistMode::Buffer,
+        }
+    }
+}
+
+/// The default backend: one fjall database in the data directory.
+pub struct EmbeddedStore {
+    path: PathBuf,
+    db: Database,
+    durability: Durability,
+    meta: Keyspace,
+    namespaces: Keyspace,
+    counters: Keyspace,
+    checkpoints: Keyspace,
+    tokens: Keyspace,
+    /// Open bucket keyspaces by namespace and bucket start.
+    buckets: RwLock<HashMap<(NamespaceId, EventTime), Keyspace>>,
+}
+
+impl EmbeddedStore {
+    /// Opens or creates the store in `path`. Fails with [`StorageError::Locked`] when another
+    /// process has it open.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(path).map_err(|error| {
+            error!(path = %path.display(), %error, "failed to create the data directory");
+            StorageError::WriteFailed(format!("cannot create {}: {error}", path.display()))
+        })?;
+        let db = Database::builder(path)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|error| match error {
+                fjall::Error::Locked => StorageError::Locked {
+                    path: path.display().to_string(),
+                },
+                other => {
+                    error!(path = %path.display(), error = %other, "failed to open the store");
+                    StorageError::ReadFailed(format!("cannot open {}: {other}", path.display()))
+                }
+            })?;
+
+        let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let store = Self {
+            path: path.to_owned(),
+            meta: keyspace("meta")?,
+            namespaces: keyspace("namespaces")?,
+            counters: keyspace("counters")?,
+            checkpoints: keyspace("checkpoints")?,
+            tokens: keyspace("tokens")?,
+            buckets: RwLock::new(HashMap::new()),
+            durability,
+            db,
+        };
+        store.check_format()?;
+        store.open_existing_buckets()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_format(&self) -> Result<(), StorageError> {
+        match self.meta.get(KEY_FORMAT)? {
+            None => {
+                self.meta.insert(KEY_FORMAT, FORMAT_VERSION.to_be_bytes())?;
+                self.db.persist(PersistMode::SyncAll)?;
+                Ok(())
+            }
+            Some(bytes) if bytes.as_ref() == FORMAT_VERSION.to_be_bytes() => Ok(()),
+            Some(bytes) => Err(StorageError::Corrupt {
+                keyspace: "meta".into(),
+                detail: format!(
+                    "unsupported store format {bytes:?}, this tally reads format {FORMAT_VERSION}"
+                ),
+            }),
+        }
+    }
+
+    fn open_existing_buckets(&self) -> Result<(), StorageError> {
+        let mut buckets = self.buckets.write().map_err(|_| StorageError::Poisoned)?;
+        for name in self.db.list_keyspace_names() {
+            if let Some(key) = parse_bucket_keyspace_name(&name) {
+                let handle = self.db.keyspace(&name, KeyspaceCreateOptions::default)?;
+                buckets.insert(key, handle);
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the keyspace of a bucket, creating it on first use.
+    fn bucket(&self, namespace_id: NamespaceId, time: EventTime) -> Result<Keyspace, StorageError> {
+        let start = bucket_of(time);
+        if let Some(handle) = self
+            .buckets
+            .read()
+            .map_err(|_| StorageError::Poisoned)?
+            .get(&(namespace_id, start))
+        {
+            return Ok(handle.clone());
+        }
+        let mut buckets = self.buckets.write().map_err(|_| StorageError::Poisoned)?;
+        let name = bucket_keyspace_name(namespace_id, start);
+        let handle = self.db.keyspace(&name, KeyspaceCreateOptions::default)?;
+        buckets.insert((namespace_id, start), handle.clone());
+        Ok(handle)
+    }
+
+    /// Returns the namespace's bucket keyspaces that overlap `[from, until)`, oldest first.
+    fn buckets_between(
+        &self,
+        namespace_id: NamespaceId,
+        from: EventTime,
+        until: EventTime,
+    ) -> Result<Vec<Keyspace>, StorageError> {
+        let first = bucket_of(from);
+        let buckets = self.buckets.read().map_err(|_| StorageError::Poisoned)?;
+        let mut selected: Vec<(EventTime, Keyspace)> = buckets
+            .iter()
+            .filter(|((namespace, start), _)| {
+                *namespace == namespace_id && *start >= first && *start < until
+            })
+            .map(|((_, start), handle)| (*start, handle.clone()))
+            .collect();
+        selected.sort_by_key(|(start, _)| *start);
+        Ok(selected.into_iter().map(|(_, handle)| handle).collect())
+    }
+
+    fn read_u64(&self, key: &[u8]) -> Result<u64, StorageError> {
+        match self.meta.get(key).map_err(read_failed)? {
+            None => Ok(0),
+            Some(bytes) => encoding::Reader::new("meta", &bytes).u64(),
+        }
+    }
+
+    fn commit(&self, batch: fjall::OwnedWriteBatch) -> Result<(), StorageError> {
+        batch
+            .durability(Some(self.durability.persist_mode()))
+            .commit()
+            .map_err(|error| {
+                error!(path = %self.path.display(), %error, "failed to commit a write batch");
+                StorageError::from(error)
+            })
+    }
+}
+
+fn read_failed(error: fjall::Error) -> StorageError {
+    match error {
+        fjall::Error::Poisoned => StorageError::Poisoned,
+        other => StorageError::ReadFailed(other.to_string()),
+    }
+}
+
+impl EventStore for EmbeddedStore {
+    fn recover(&self) -> Result<RecoveredState, StorageError> {
+        let mut state = RecoveredState {
+            last_event_id: self.read_u64(KEY_LAST_EVENT_ID)?,
+            last_counter_id: self.read_u64(KEY_LAST_COUNTER_ID)?,
+            ..RecoveredState::default()
+        };
+        for item in self.namespaces.iter() {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            state
+                .namespaces
+                .push(encoding::decode_namespace(&key, &value)?);
+        }
+        for item in self.counters.iter() {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            let mut reader = encoding::Reader::new("counters", &key);
+            let namespace_id = reader.u32()?;
+            let name =
+                CounterName::parse(reader.rest_utf8()?).map_err(|error| StorageError::Corrupt {
+                    keyspace: "counters".into(),
+                    detail: error.to_string(),
+                })?;
+            let id = encoding::Reader::new("counters", &value).u64()?;
+            state.counters.push(CounterRecord {
+                id,
+                namespace_id,
+                name,
+            });
+        }
+        for item in self.checkpoints.iter() {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
+            state
+                .checkpoints
+                .push((counter_id, encoding::decode_checkpoint(&value)?));
+        }
+        Ok(state)
+    }
+
+    fn put_namespace(&self, namespace: &NamespaceRecord) -> Result<(), StorageError> {
+        let mut batch = self.db.batch();
+        batch.insert(
+            &self.namespaces,
+            namespace.name.as_str().as_bytes(),
+            encoding::namespace_value(namespace),
+        );
+        self.commit(batch.durability(Some(PersistMode::SyncAll)))
+    }
+
+    fn append(&self, append: &AppendBatch) -> Result<(), StorageError> {
+        let mut batch = self.db.batch();
+        for counter in &append.new_counters {
+            batch.insert(
+                &self.counters,
+                encoding::counter_key(counter.namespace_id, counter.name.as_str()),
+                counter.id.to_be_bytes(),
+            );
+        }
+        for (namespace_id, event) in &append.events {
+            let bucket = self.bucket(*namespace_id, event.key.time)?;
+            batch.insert(
+                &bucket,
+                encoding::event_key(event.key),
+                encoding::event_value(event),
+            );
+            let token = TokenRecord {
+                event_id: event.key.id,
+                event_time: event.key.time,
+                kind: event.kind,
+            };
+            batch.insert(
+                &self.tokens,
+                encoding::token_key(*namespace_id, event.counter_id, &event.token),
+                encoding::token_value(&token),
+            );
+        }
+        batch.insert(
+            &self.meta,
+            KEY_LAST_EVENT_ID,
+            append.last_event_id.to_be_bytes(),
+        );
+        batch.insert(
+            &self.meta,
+            KEY_LAST_COUNTER_ID,
+            append.last_counter_id.to_be_bytes(),
+        );
+        self.commit(batch)
+    }
+
+    fn find_token(
+        &self,
+        namespace_id: NamespaceId,
+        counter_id: CounterId,
+        token: &str,
+    ) -> Result<Option<TokenRecord>, StorageError> {
+        let key = encoding::token_key(namespace_id, counter_id, token);
+        match self.tokens.get(key).map_err(read_failed)? {
+            None => Ok(None),
+            Some(value) => encoding::decode_token(&value).map(Some),
+        }
+    }
+
+    fn scan_events(
+        &self,
+        namespace_id: NamespaceId,
+        from: EventTime,
+        until: EventTime,
+        visit: &mut dyn FnMut(StoredEvent),
+    ) -> Result<(), StorageError> {
+        let start = encoding::time_prefix(from);
+        let end = encoding::time_prefix(until);
+        for bucket in self.buckets_between(namespace_id, from, until)? {
+            for item in bucket.range(start..end) {
+                let (key, value) = item.into_inner().map_err(read_failed)?;
+                visit(encoding::decode_event(&key, &value)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_checkpoint(&self, counter_id: CounterId) -> Result<Option<Checkpoint>, StorageError> {
+        match self
+            .checkpoints
+            .get(counter_id.to_be_bytes())
+            .map_err(read_failed)?
+        {
+            None => Ok(None),
+            Some(value) => encoding::decode_checkpoint(&value).map(Some),
+        }
+    }
+
+    fn write_rollup(
+        &self,
+        namespace: &NamespaceRecord,
+        checkpoints: &[(CounterId, Checkpoint)],
+    ) -> Result<(), StorageError> {
+        let mut batch = self.db.batch();
+        for (counter_id, checkpoint) in checkpoints {
+            batch.insert(
+                &self.checkpoints,
+                counter_id.to_be_bytes(),
+                encoding::checkpoint_value(checkpoint),
+            );
+        }
+        batch.insert(
+            &self.namespaces,
+            namespace.name.as_str().as_bytes(),
+            encoding::namespace_value(namespace),
+        );
+        self.commit(batch.durability(Some(PersistMode::SyncAll)))
+    }
+
+    fn drop_buckets_before(
+        &self,
+        namespace_id: NamespaceId,
+        before: EventTime,
+    ) -> Result<usize, StorageError> {
+        let mut buckets = self.buckets.write().map_err(|_| StorageError::Poisoned)?;
+        let expired: Vec<(NamespaceId, EventTime)> = buckets
+            .keys()
+            .filter(|(namespace, start)| {
+                *namespace == namespace_id && start.plus_seconds(BUCKET_SECONDS) <= before
+            })
+            .copied()
+            .collect();
+        for key in &expired {
+            if let Some(handle) = buckets.remove(key) {
+                self.db.delete_keyspace(handle).map_err(|error| {
+                    error!(path = %self.path.display(), %error, "failed to drop a time bucket");
+                    StorageError::from(error)
+                })?;
+            }
+        }
+        if !expired.is_empty() {
+            info!(
+                namespace_id,
+                num_buckets = expired.len(),
+                "dropped expired time buckets"
+            );
+        }
+        Ok(expired.len())
+    }
+
+    fn expire_tokens(
+        &self,
+        namespace_id: NamespaceId,
+        before: EventTime,
+    ) -> Result<usize, StorageError> {
+        let mut expired = Vec::new();
+        for item in self.tokens.prefix(namespace_id.to_be_bytes()) {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            if encoding::decode_token(&value)?.event_time < before {
+                expired.push(key);
+            }
+        }
+        for chunk in expired.chunks(10_000) {
+            let mut batch = self.db.batch();
+            for key in chunk {
+                batch.remove(&self.tokens, key.clone());
+            }
+            self.commit(batch)?;
+        }
+        Ok(expired.len())
+    }
+
+    fn list_counters(
+        &self,
+        namespace_id: NamespaceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        let prefix = namespace_id.to_be_bytes();
+        let start = encoding::counter_key(namespace_id, after.unwrap_or(""));
+        let mut names = Vec::new();
+        for item in self.counters.range(start..) {
+            let key = item.key().map_err(read_failed)?;
+            let Some(name_bytes) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let name = encoding::Reader::new("counters", name_bytes).rest_utf8()?;
+            if after == Some(name) {
+                continue;
+            }
+            if names.len() == limit {
+                break;
+            }
+            names.push(name.to_owned());
+        }
+        Ok(names)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.db.persist(PersistMode::SyncAll).map_err(|error| {
+            error!(path = %self.path.display(), %error, "failed to sync the store");
+            StorageError::from(error)
+        })
+    }
+}

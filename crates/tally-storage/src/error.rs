@@ -1,0 +1,36 @@
+//! Storage errors.
+
+/// A failed storage operation. Unless it says otherwise, nothing of the failed write is visible.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// Another process holds the data directory.
+    #[error("the data directory {path} is in use by another tally process")]
+    Locked { path: String },
+
+    /// An earlier write or sync failed, so the store rejects writes until it is reopened:
+    /// retrying a failed fsync could report data as durable that never reached the disk.
+    #[error("the store rejects writes after an earlier failed write or sync; restart the server")]
+    Poisoned,
+
+    /// A write failed; the batch was not applied.
+    #[error("storage write failed: {0}")]
+    WriteFailed(String),
+
+    /// A read or scan failed.
+    #[error("storage read failed: {0}")]
+    ReadFailed(String),
+
+    /// Stored bytes that do not decode: the store is damaged or from an incompatible version.
+    #[error("corrupt record in {keyspace}: {detail}")]
+    Corrupt { keyspace: String, detail: String },
+}
+
+impl From<fjall::Error> for StorageError {
+    fn from(error: fjall::Error) -> Self {
+        match error {
+            fjall::Error::Poisoned => StorageError::Poisoned,
+            other => StorageError::WriteFailed(other.to_string()),
+        }
+    }
+}

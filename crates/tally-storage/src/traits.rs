@@ -1,0 +1,75 @@
+//! The storage contract.
+
+use crate::StorageError;
+use crate::types::{
+    AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState, StoredEvent,
+    TokenRecord,
+};
+use tally_core::EventTime;
+
+/// The event log, tokens and checkpoints of one Tally deployment.
+///
+/// Calls block; the server runs them on threads that may block. Every write is atomic: after an
+/// error none of it is visible, so no token is claimed by a failed write.
+pub trait EventStore: Send + Sync + 'static {
+    /// Loads namespaces, counters, checkpoints and the last assigned IDs.
+    fn recover(&self) -> Result<RecoveredState, StorageError>;
+
+    /// Creates or replaces a namespace record, durably.
+    fn put_namespace(&self, namespace: &NamespaceRecord) -> Result<(), StorageError>;
+
+    /// Appends a group commit atomically. It is durable when this returns, as far as the
+    /// backend's durability mode promises.
+    fn append(&self, batch: &AppendBatch) -> Result<(), StorageError>;
+
+    /// Looks up a token of a counter.
+    fn find_token(
+        &self,
+        namespace_id: NamespaceId,
+        counter_id: CounterId,
+        token: &str,
+    ) -> Result<Option<TokenRecord>, StorageError>;
+
+    /// Visits the events of a namespace with `from <= time < until` in (time, event ID) order.
+    fn scan_events(
+        &self,
+        namespace_id: NamespaceId,
+        from: EventTime,
+        until: EventTime,
+        visit: &mut dyn FnMut(StoredEvent),
+    ) -> Result<(), StorageError>;
+
+    fn read_checkpoint(&self, counter_id: CounterId) -> Result<Option<Checkpoint>, StorageError>;
+
+    /// Writes checkpoints and the namespace's new `sealed_until` in one atomic, durable write.
+    fn write_rollup(
+        &self,
+        namespace: &NamespaceRecord,
+        checkpoints: &[(CounterId, Checkpoint)],
+    ) -> Result<(), StorageError>;
+
+    /// Drops the namespace's time buckets that end at or before `before`; returns how many.
+    fn drop_buckets_before(
+        &self,
+        namespace_id: NamespaceId,
+        before: EventTime,
+    ) -> Result<usize, StorageError>;
+
+    /// Forgets the namespace's tokens whose event time is before `before`; returns how many.
+    fn expire_tokens(
+        &self,
+        namespace_id: NamespaceId,
+        before: EventTime,
+    ) -> Result<usize, StorageError>;
+
+    /// Lists counter names of a namespace in byte order, after `after` if given.
+    fn list_counters(
+        &self,
+        namespace_id: NamespaceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Syncs everything written so far to disk.
+    fn sync(&self) -> Result<(), StorageError>;
+}

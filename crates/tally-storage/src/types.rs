@@ -1,0 +1,85 @@
+//! The records that a store keeps.
+
+use tally_core::fold::Fold;
+use tally_core::{
+    CounterName, EventId, EventKey, EventKind, EventTime, NamespaceConfig, NamespaceName,
+};
+
+/// A namespace's number, assigned at creation; keys of the store use it in place of the name.
+pub type NamespaceId = u32;
+
+/// A counter's number, assigned when its first event is written.
+pub type CounterId = u64;
+
+/// Length of a time bucket. The log of each namespace is split into buckets of this length
+/// by event time, so retention drops whole buckets and a range scan touches few of them.
+pub const BUCKET_SECONDS: i64 = 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRecord {
+    pub id: NamespaceId,
+    pub name: NamespaceName,
+    pub config: NamespaceConfig,
+    /// Events with an earlier time are folded into checkpoints; no new event may lie before it.
+    pub sealed_until: EventTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterRecord {
+    pub id: CounterId,
+    pub namespace_id: NamespaceId,
+    pub name: CounterName,
+}
+
+/// One event of the log with what identifies its counter and its retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub counter_id: CounterId,
+    pub key: EventKey,
+    pub kind: EventKind,
+    pub token: Box<str>,
+}
+
+/// What a token remembers of the change that claimed it, to tell a retry from a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub event_id: EventId,
+    pub event_time: EventTime,
+    pub kind: EventKind,
+}
+
+/// The fold of a counter's events with times before `sealed_until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub fold: Fold,
+    pub sealed_until: EventTime,
+    /// The greatest event ID folded in, for audits; events are selected by time, not by ID.
+    pub last_event_id: EventId,
+}
+
+/// One group commit: events with their tokens, and the counters they create, written
+/// atomically.
+#[derive(Debug, Clone, Default)]
+pub struct AppendBatch {
+    pub events: Vec<(NamespaceId, StoredEvent)>,
+    pub new_counters: Vec<CounterRecord>,
+    /// The greatest event ID assigned so far, including this batch.
+    pub last_event_id: EventId,
+    /// The greatest counter ID assigned so far, including this batch.
+    pub last_counter_id: CounterId,
+}
+
+/// Everything a server loads at start, before it replays the unsealed tail.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveredState {
+    pub namespaces: Vec<NamespaceRecord>,
+    pub counters: Vec<CounterRecord>,
+    pub checkpoints: Vec<(CounterId, Checkpoint)>,
+    pub last_event_id: EventId,
+    pub last_counter_id: CounterId,
+}
+
+/// Returns the start of the bucket that holds `time`.
+pub fn bucket_of(time: EventTime) -> EventTime {
+    time.floor_to(BUCKET_SECONDS)
+}
