@@ -1,1 +1,30 @@
+//! Tally's server: the service layer, the write path, rollups and the front ends.
+//!
+//! - [`service`]: [`Service`], the one API behind every front end.
+//! - [`writer`]: the group-commit write path ([`writer::WriterHandle`]).
+//! - [`rollup`]: checkpoints of sealed windows, retention and token expiry.
+//! - [`state`]: what a single node keeps in memory.
+//! - [`http`]: the HTTP/JSON front end (axum), with its OpenAPI document.
+//! - [`grpc`]: the gRPC front end (tonic), package `tally.v1`.
+//! - [`server`]: [`server::ServerConfig`] and [`server::run`], which tie it all together.
+//! - [`error`]: [`ServiceError`], shared by every front end.
+//! - [`clock`]: the source of "now".
 
+pub mod clock;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod rollup;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod writer;
+
+pub use error::ServiceError;
+pub use service::Service;
+
+/// Code generated from `proto/tally/v1/tally.proto`.
+pub mod proto {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("tally.v1");
+}

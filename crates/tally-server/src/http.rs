@@ -1,0 +1,322 @@
+//! The HTTP/JSON front end (axum).
+//!
+//! Bodies are parsed by hand from `serde_json::Value` so that every error names its field, and
+//! unknown fields are rejected so that a typo never passes silently. Integers are plain JSON
+//! numbers and keep all 64 bits; a delta may also be a JSON string of decimal digits, for
+//! clients whose JSON numbers are doubles.
+
+mod body;
+mod openapi;
+
+use crate::rollup::RollupReport;
+use crate::service::{DEFAULT_LIST_LIMIT, NamespaceView};
+use crate::writer::ChangeOutcome;
+use crate::{Service, ServiceError};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use body::{parse_add_body, parse_batch_body, parse_clear_body, parse_namespace_patch};
+use serde_json::{Value, json};
+use tracing::warn;
+
+/// Maximum size of a request body: a full batch of 1000 items with long names fits.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Maximum length of a request URI; longer ones get 414 before any routing.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Builds the router with every route of the public API.
+pub fn router(service: Service) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi_document))
+        .route("/v1/namespaces", get(list_namespaces))
+        .route(
+            "/v1/namespaces/{namespace}",
+            get(get_namespace).put(put_namespace),
+        )
+        .route("/v1/namespaces/{namespace}/counters", get(list_counters))
+        .route(
+            "/v1/namespaces/{namespace}/counters/{counter}",
+            get(get_count),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/counters/{counter}/add",
+            post(add_count),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/counters/{counter}/add-and-get",
+            post(add_and_get_count),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/counters/{counter}/clear",
+            post(clear_count),
+        )
+        .route("/v1/namespaces/{namespace}/add-batch", post(add_batch))
+        .route("/v1/admin/rollup", post(roll_up))
+        .fallback(not_found_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(reject_long_uri))
+        .with_state(service)
+}
+
+/// An error as the HTTP API returns it.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub fn status_of(error: &ServiceError) -> StatusCode {
+    match error {
+        ServiceError::Invalid(_) | ServiceError::OutOfRange(_) => StatusCode::BAD_REQUEST,
+        ServiceError::NamespaceNotFound(_) | ServiceError::CounterNotFound { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        ServiceError::TokenConflict { .. } => StatusCode::CONFLICT,
+        ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        Self::new(status_of(&error), error.code(), error.to_string())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!(
+                "invalid path: {} (names must be valid UTF-8 after percent-decoding)",
+                rejection.body_text()
+            ),
+        )
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                status,
+                "too_large",
+                format!("request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            Self::new(
+                status,
+                "invalid_argument",
+                format!("invalid request body: {}", rejection.body_text()),
+            )
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
+        }
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn error_body(error: &ServiceError) -> Value {
+    json!({ "error": { "code": error.code(), "message": error.to_string() } })
+}
+
+fn change_body(outcome: &ChangeOutcome) -> Value {
+    json!({ "event_id": outcome.event_id, "duplicate": outcome.duplicate })
+}
+
+fn namespace_body(view: &NamespaceView) -> Value {
+    let config = &view.config;
+    json!({
+        "name": view.name,
+        "counter_type": config.counter_type.as_str(),
+        "accept_limit_seconds": config.accept_limit_seconds,
+        "max_clock_skew_seconds": config.max_clock_skew_seconds,
+        "event_retention_seconds": config.event_retention_seconds,
+        "idempotency_window_seconds": config.idempotency_window_seconds,
+    })
+}
+
+async fn reject_long_uri(request: Request, next: Next) -> Response {
+    let length = request.uri().to_string().len();
+    if length > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "too_large",
+            format!("request URI is {length} bytes, the limit is {MAX_URI_BYTES}"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+async fn not_found_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see /openapi.json",
+    )
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "serving" }))
+}
+
+async fn openapi_document() -> Json<Value> {
+    Json(openapi::document())
+}
+
+async fn list_namespaces(State(service): State<Service>) -> Json<Value> {
+    let namespaces: Vec<Value> = service
+        .list_namespaces()
+        .iter()
+        .map(namespace_body)
+        .collect();
+    Json(json!({ "namespaces": namespaces }))
+}
+
+async fn get_namespace(
+    State(service): State<Service>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(namespace) = path?;
+    Ok(Json(namespace_body(&service.get_namespace(&namespace)?)).into_response())
+}
+
+async fn put_namespace(
+    State(service): State<Service>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path(namespace) = path?;
+    let patch = parse_namespace_patch(&body?)?;
+    let view = service.put_namespace(&namespace, &patch).await?;
+    Ok(Json(namespace_body(&view)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_counters(
+    State(service): State<Service>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    let Path(namespace) = path?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            rejection.body_text(),
+        )
+    })?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    let counters = service
+        .list_counters(&namespace, query.after.as_deref(), limit)
+        .await?;
+    Ok(Json(json!({ "counters": counters })).into_response())
+}
+
+async fn get_count(
+    State(service): State<Service>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult {
+    let Path((namespace, counter)) = path?;
+    let value = service.get(&namespace, &counter)?;
+    Ok(Json(json!({ "namespace": namespace, "counter": counter, "value": value })).into_response())
+}
+
+async fn add_count(
+    State(service): State<Service>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path((namespace, counter)) = path?;
+    let (delta, token) = parse_add_body(&body?)?;
+    let outcome = service.add(&namespace, &counter, delta, token).await?;
+    Ok(Json(change_body(&outcome)).into_response())
+}
+
+async fn add_and_get_count(
+    State(service): State<Service>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path((namespace, counter)) = path?;
+    let (delta, token) = parse_add_body(&body?)?;
+    let outcome = service.add(&namespace, &counter, delta, token).await?;
+    let body = json!({ "value": outcome.value, "event_id": outcome.event_id, "duplicate": outcome.duplicate });
+    Ok(Json(body).into_response())
+}
+
+async fn clear_count(
+    State(service): State<Service>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path((namespace, counter)) = path?;
+    let token = parse_clear_body(&body?)?;
+    let outcome = service.clear(&namespace, &counter, token).await?;
+    Ok(Json(change_body(&outcome)).into_response())
+}
+
+async fn add_batch(
+    State(service): State<Service>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path(namespace) = path?;
+    let items = parse_batch_body(&body?)?;
+    let outcomes = service.add_batch(&namespace, items).await?;
+    let results: Vec<Value> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(outcome) => change_body(outcome),
+            Err(error) => error_body(error),
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })).into_response())
+}
+
+async fn roll_up(State(service): State<Service>) -> ApiResult {
+    let report: RollupReport = service.roll_up_now().await?;
+    Ok(Json(json!({
+        "num_namespaces": report.num_namespaces,
+        "num_events": report.num_events,
+        "num_checkpoints": report.num_checkpoints,
+        "num_buckets_dropped": report.num_buckets_dropped,
+        "num_tokens_expired": report.num_tokens_expired,
+    }))
+    .into_response())
+}

@@ -1,0 +1,217 @@
+//! `tally serve`: opens the store, recovers, serves HTTP and gRPC, rolls up in the background,
+//! and shuts down cleanly.
+
+use crate::Service;
+use crate::clock::SystemClock;
+use crate::grpc::GrpcService;
+use crate::service::DEFAULT_WRITE_QUEUE_CAPACITY;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tally_storage::{Durability, EmbeddedStore, EventStore, FaultInjection, StorageError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// Everything `tally serve` needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub durability: Durability,
+    /// How often the background rollup runs.
+    pub rollup_interval: Duration,
+    /// How often expired tokens are removed (a full pass over the token index).
+    pub token_expiry_interval: Duration,
+    pub write_queue_capacity: usize,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf, http_listen: SocketAddr, grpc_listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            http_listen,
+            grpc_listen,
+            durability: Durability::Sync,
+            rollup_interval: Duration::from_secs(5),
+            token_expiry_interval: Duration::from_secs(600),
+            write_queue_capacity: DEFAULT_WRITE_QUEUE_CAPACITY,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Service(#[from] crate::ServiceError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn open_store(config: &ServerConfig) -> Result<Arc<dyn EventStore>, StorageError> {
+    let store = EmbeddedStore::open(&config.data_dir, config.durability)?;
+    match std::env::var_os("TALLY_FAULT_FILE") {
+        Some(control_file) => {
+            warn!(control_file = ?control_file, "fault injection is on: appends fail while the file says \"append\"");
+            Ok(Arc::new(FaultInjection::new(store, control_file.into())))
+        }
+        None => Ok(Arc::new(store)),
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Bind { address, source })
+}
+
+/// Runs the server until `shutdown` completes, then stops accepting, finishes and syncs
+/// pending writes, writes checkpoints and returns.
+///
+/// Once both listeners are bound it prints `listening http=ADDR grpc=ADDR` on standard output,
+/// so scripts and tests that asked for port 0 can read the ports.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_store(&config))
+            .await
+            .map_err(|error| ServeError::Io(std::io::Error::other(error)))??
+    };
+    let (service, writer_thread) = {
+        let store = Arc::clone(&store);
+        let capacity = config.write_queue_capacity;
+        tokio::task::spawn_blocking(move || Service::open(store, Arc::new(SystemClock), capacity))
+            .await
+            .map_err(|error| ServeError::Io(std::io::Error::other(error)))??
+    };
+
+    let http_listener = bind(config.http_listen).await?;
+    let grpc_listener = bind(config.grpc_listen).await?;
+    let http_address = http_listener.local_addr()?;
+    let grpc_address = grpc_listener.local_addr()?;
+    println!("listening http={http_address} grpc={grpc_address}");
+    info!(%http_address, %grpc_address, data_dir = %config.data_dir.display(), "tally is serving");
+
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutdown requested: no longer accepting requests");
+        let _ = stop_sender.send(true);
+    });
+
+    let rollup_task = tokio::spawn(rollup_loop(
+        service.clone(),
+        config.clone(),
+        stop_receiver.clone(),
+    ));
+    let http_task = tokio::spawn(serve_http(
+        http_listener,
+        service.clone(),
+        stop_receiver.clone(),
+    ));
+    let grpc_task = tokio::spawn(serve_grpc(grpc_listener, service.clone(), stop_receiver));
+
+    let http_result = http_task.await;
+    let grpc_result = grpc_task.await;
+    let _ = rollup_task.await;
+    log_task_result("http", http_result);
+    log_task_result("grpc", grpc_result);
+
+    // The front ends have finished every request; write checkpoints of what is sealed.
+    match service.roll_up_now().await {
+        Ok(report) => info!(
+            num_checkpoints = report.num_checkpoints,
+            "final rollup done"
+        ),
+        Err(error) => warn!(%error, "final rollup failed; the next start replays the tail instead"),
+    }
+    let sync_result = service.sync();
+    drop(service);
+    if writer_thread.join().is_err() {
+        error!("the writer thread panicked");
+    }
+    sync_result?;
+    info!("tally stopped");
+    Ok(())
+}
+
+fn log_task_result(
+    front_end: &str,
+    result: Result<Result<(), ServeError>, tokio::task::JoinError>,
+) {
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => error!(front_end, %error, "front end failed"),
+        Err(error) => error!(front_end, %error, "front end task failed"),
+    }
+}
+
+async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    service: Service,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    axum::serve(listener, crate::http::router(service))
+        .with_graceful_shutdown(wait_for_stop(stop))
+        .await?;
+    Ok(())
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    service: Service,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(GrpcService::new(service).into_server())
+        .serve_with_incoming_shutdown(incoming, wait_for_stop(stop))
+        .await
+        .map_err(|error| ServeError::Io(std::io::Error::other(error)))
+}
+
+async fn rollup_loop(service: Service, config: ServerConfig, stop: watch::Receiver<bool>) {
+    let rollup = service.rollup();
+    drop(service);
+    let mut interval = tokio::time::interval(config.rollup_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_token_expiry = tokio::time::Instant::now();
+    let stopped = wait_for_stop(stop);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = interval.tick() => {}
+        }
+        let expire_tokens = last_token_expiry.elapsed() >= config.token_expiry_interval;
+        match rollup.run_once(expire_tokens).await {
+            Ok(report) => {
+                if expire_tokens {
+                    last_token_expiry = tokio::time::Instant::now();
+                    if report.num_tokens_expired > 0 {
+                        info!(num_tokens = report.num_tokens_expired, "expired tokens");
+                    }
+                }
+            }
+            Err(error) => warn!(%error, "background rollup failed; retrying at the next interval"),
+        }
+    }
+}

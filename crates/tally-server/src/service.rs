@@ -1,0 +1,507 @@
+//! The service layer: every front end maps its calls onto [`Service`], so the same request
+//! gives the same result and the same class of error everywhere.
+
+use crate::ServiceError;
+use crate::clock::Clock;
+use crate::rollup::{Rollup, RollupReport};
+use crate::state::{CounterEntry, NamespaceEntry, SharedState};
+use crate::writer::{self, ChangeOutcome, ChangeRequest, WriterHandle};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tally_core::{
+    CounterName, CounterState, CounterType, Event, EventKind, EventTime, IdempotencyToken,
+    NamespaceConfig, NamespaceConfigPatch, NamespaceName,
+};
+use tally_storage::{EventStore, NamespaceRecord};
+use tracing::info;
+
+/// Maximum number of items in one batch add.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// Default and maximum page size of a counter listing.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+
+/// Default capacity of the write queue, in requests. A full queue rejects new writes with
+/// [`ServiceError::Overloaded`] instead of letting memory and latency grow.
+pub const DEFAULT_WRITE_QUEUE_CAPACITY: usize = 4096;
+
+/// A token as it arrives from a client, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct TokenInput {
+    pub token: String,
+    /// RFC 3339; `None` or empty means the time the server receives the request.
+    pub generation_time: Option<String>,
+}
+
+/// One item of a batch add.
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub counter: String,
+    pub delta: i64,
+    pub token: Option<TokenInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceView {
+    pub name: String,
+    pub config: NamespaceConfig,
+}
+
+/// The counter service.
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn EventStore>,
+    state: Arc<SharedState>,
+    clock: Arc<dyn Clock>,
+    writer: WriterHandle,
+    namespace_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Service {
+    /// Loads the store, replays the unsealed tail and starts the writer thread. Returns the
+    /// service and the writer thread, which ends after the last service clone is dropped.
+    pub fn open(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        write_queue_capacity: usize,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), ServiceError> {
+        let recovered = store.recover()?;
+        let state = Arc::new(SharedState::default());
+        let started = std::time::Instant::now();
+
+        let mut namespace_ids = HashMap::new();
+        for record in &recovered.namespaces {
+            namespace_ids.insert(record.id, record.clone());
+            state.insert_namespace(Arc::new(NamespaceEntry::new(record.clone())));
+        }
+        if !recovered
+            .namespaces
+            .iter()
+            .any(|record| record.name.as_str() == "default")
+        {
+            let record = NamespaceRecord {
+                id: recovered
+                    .namespaces
+                    .iter()
+                    .map(|record| record.id)
+                    .max()
+                    .unwrap_or(0)
+                    + 1,
+                name: NamespaceName::parse("default")?,
+                config: NamespaceConfig::default(),
+                sealed_until: EventTime::MIN,
+            };
+            store.put_namespace(&record)?;
+            state.insert_namespace(Arc::new(NamespaceEntry::new(record)));
+        }
+
+        let num_events = replay(store.as_ref(), &state, &recovered, &namespace_ids)?;
+        info!(
+            num_namespaces = state.all_namespaces().len(),
+            num_counters = state.counters.len(),
+            num_tail_events = num_events,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovered state"
+        );
+
+        let (writer, thread) = writer::start(
+            Arc::clone(&store),
+            Arc::clone(&state),
+            Arc::clone(&clock),
+            recovered.last_event_id,
+            recovered.last_counter_id,
+            write_queue_capacity,
+        )
+        .map_err(|error| {
+            ServiceError::Unavailable(format!("cannot start the writer thread: {error}"))
+        })?;
+
+        let service = Self {
+            store,
+            state,
+            clock,
+            writer,
+            namespace_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        Ok((service, thread))
+    }
+
+    pub fn rollup(&self) -> Rollup {
+        Rollup {
+            store: Arc::clone(&self.store),
+            state: Arc::clone(&self.state),
+            clock: Arc::clone(&self.clock),
+            writer: self.writer.clone(),
+            namespace_lock: Arc::clone(&self.namespace_lock),
+        }
+    }
+
+    /// Runs one rollup of everything sealed, with retention and token expiry.
+    pub async fn roll_up_now(&self) -> Result<RollupReport, ServiceError> {
+        self.rollup().run_once(true).await
+    }
+
+    /// Syncs the store; used at shutdown after the last commit.
+    pub fn sync(&self) -> Result<(), ServiceError> {
+        Ok(self.store.sync()?)
+    }
+
+    // ---- namespaces ----
+
+    pub async fn put_namespace(
+        &self,
+        name: &str,
+        patch: &NamespaceConfigPatch,
+    ) -> Result<NamespaceView, ServiceError> {
+        let name = NamespaceName::parse(name)?;
+        let _guard = self.namespace_lock.lock().await;
+        let existing = self.state.namespace(&name);
+        let current = existing.as_ref().map(|entry| entry.record());
+        let config =
+            NamespaceConfig::apply_patch(current.as_ref().map(|record| &record.config), patch)?;
+
+        let record = match current {
+            Some(mut record) => {
+                record.config = config;
+                record
+            }
+            None => NamespaceRecord {
+                id: self.next_namespace_id(),
+                name: name.clone(),
+                config,
+                sealed_until: EventTime::MIN,
+            },
+        };
+        let store = Arc::clone(&self.store);
+        let to_store = record.clone();
+        run_blocking(move || store.put_namespace(&to_store)).await?;
+
+        match existing {
+            Some(entry) => entry.set_record(record),
+            None => {
+                info!(namespace = %name, counter_type = %config.counter_type, "created namespace");
+                self.state
+                    .insert_namespace(Arc::new(NamespaceEntry::new(record)));
+            }
+        }
+        Ok(NamespaceView {
+            name: name.to_string(),
+            config,
+        })
+    }
+
+    fn next_namespace_id(&self) -> tally_storage::NamespaceId {
+        let max = self
+            .state
+            .all_namespaces()
+            .iter()
+            .map(|entry| entry.id())
+            .max();
+        max.unwrap_or(0) + 1
+    }
+
+    pub fn get_namespace(&self, name: &str) -> Result<NamespaceView, ServiceError> {
+        let entry = self.namespace(name)?;
+        let record = entry.record();
+        Ok(NamespaceView {
+            name: record.name.to_string(),
+            config: record.config,
+        })
+    }
+
+    pub fn list_namespaces(&self) -> Vec<NamespaceView> {
+        self.state
+            .all_namespaces()
+            .iter()
+            .map(|entry| {
+                let record = entry.record();
+                NamespaceView {
+                    name: record.name.to_string(),
+                    config: record.config,
+                }
+            })
+            .collect()
+    }
+
+    pub async fn list_counters(
+        &self,
+        namespace: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, ServiceError> {
+        let entry = self.namespace(namespace)?;
+        let record = entry.record();
+        let limit = if limit == 0 {
+            DEFAULT_LIST_LIMIT
+        } else {
+            limit.min(DEFAULT_LIST_LIMIT)
+        };
+        if !record.config.counter_type.is_durable() {
+            let mut names: Vec<String> = self
+                .state
+                .best_effort
+                .iter()
+                .filter(|item| item.key().0 == record.id)
+                .map(|item| item.key().1.to_string())
+                .filter(|name| after.is_none_or(|after| name.as_str() > after))
+                .collect();
+            names.sort();
+            names.truncate(limit);
+            return Ok(names);
+        }
+        let store = Arc::clone(&self.store);
+        let after = after.map(str::to_owned);
+        run_blocking(move || store.list_counters(record.id, after.as_deref(), limit)).await
+    }
+
+    fn namespace(&self, name: &str) -> Result<Arc<NamespaceEntry>, ServiceError> {
+        let parsed = NamespaceName::parse(name)?;
+        self.state
+            .namespace(&parsed)
+            .ok_or_else(|| ServiceError::NamespaceNotFound(name.to_owned()))
+    }
+
+    // ---- counters ----
+
+    /// Returns the counter's exact value; a counter that was never written is not found.
+    pub fn get(&self, namespace: &str, counter: &str) -> Result<i64, ServiceError> {
+        let entry = self.namespace(namespace)?;
+        let name = CounterName::parse(counter)?;
+        let record = entry.record();
+        let key = (record.id, name);
+        let value = if record.config.counter_type.is_durable() {
+            self.state.counters.get(&key).map(|entry| entry.state.value)
+        } else {
+            self.state.best_effort.get(&key).map(|value| *value)
+        };
+        value.ok_or_else(|| ServiceError::CounterNotFound {
+            namespace: namespace.to_owned(),
+            counter: counter.to_owned(),
+        })
+    }
+
+    pub async fn add(
+        &self,
+        namespace: &str,
+        counter: &str,
+        delta: i64,
+        token: Option<TokenInput>,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        self.change(namespace, counter, EventKind::Add { delta }, token)
+            .await
+    }
+
+    pub async fn clear(
+        &self,
+        namespace: &str,
+        counter: &str,
+        token: Option<TokenInput>,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        self.change(namespace, counter, EventKind::Clear, token)
+            .await
+    }
+
+    async fn change(
+        &self,
+        namespace: &str,
+        counter: &str,
+        kind: EventKind,
+        token: Option<TokenInput>,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        let entry = self.namespace(namespace)?;
+        let name = CounterName::parse(counter)?;
+        let now = self.clock.now();
+        let token = parse_token(token.as_ref(), now)?;
+        if !entry.record().config.counter_type.is_durable() {
+            return self.change_best_effort(&entry, name, kind);
+        }
+        let request = ChangeRequest {
+            namespace: entry,
+            counter: name,
+            kind,
+            token,
+            received_at: now,
+        };
+        let mut outcomes = self.writer.submit(vec![request]).await?;
+        outcomes.pop().unwrap_or_else(|| {
+            Err(ServiceError::Unavailable(
+                "the writer returned no outcome".into(),
+            ))
+        })
+    }
+
+    /// Applies many adds to one namespace. Each item succeeds or fails on its own; the call
+    /// fails as a whole only for an unknown namespace or an oversized batch.
+    pub async fn add_batch(
+        &self,
+        namespace: &str,
+        items: Vec<BatchItem>,
+    ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
+        if items.len() > MAX_BATCH_ITEMS {
+            return Err(ServiceError::TooLarge(format!(
+                "items: a batch holds at most {MAX_BATCH_ITEMS} items, got {}",
+                items.len()
+            )));
+        }
+        let entry = self.namespace(namespace)?;
+        let now = self.clock.now();
+        let durable = entry.record().config.counter_type.is_durable();
+
+        // Validate every item first; only valid ones go to the writer.
+        let mut results: Vec<Option<Result<ChangeOutcome, ServiceError>>> =
+            Vec::with_capacity(items.len());
+        let mut requests = Vec::new();
+        let mut positions = Vec::new();
+        for (position, item) in items.into_iter().enumerate() {
+            let parsed = CounterName::parse(&item.counter)
+                .map_err(ServiceError::from)
+                .and_then(|name| Ok((name, parse_token(item.token.as_ref(), now)?)));
+            match parsed {
+                Err(error) => results.push(Some(Err(error))),
+                Ok((name, _)) if !durable => results.push(Some(self.change_best_effort(
+                    &entry,
+                    name,
+                    EventKind::Add { delta: item.delta },
+                ))),
+                Ok((name, token)) => {
+                    results.push(None);
+                    positions.push(position);
+                    requests.push(ChangeRequest {
+                        namespace: Arc::clone(&entry),
+                        counter: name,
+                        kind: EventKind::Add { delta: item.delta },
+                        token,
+                        received_at: now,
+                    });
+                }
+            }
+        }
+        if !requests.is_empty() {
+            let outcomes = self.writer.submit(requests).await?;
+            for (position, outcome) in positions.into_iter().zip(outcomes) {
+                results[position] = Some(outcome);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| Err(ServiceError::Unavailable("missing outcome".into())))
+            })
+            .collect())
+    }
+
+    /// Best-effort counters live in memory only: no log, no tokens, lost on restart.
+    fn change_best_effort(
+        &self,
+        entry: &NamespaceEntry,
+        name: CounterName,
+        kind: EventKind,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        let key = (entry.id(), name);
+        let value = match kind {
+            EventKind::Clear => {
+                self.state.best_effort.insert(key, 0);
+                0
+            }
+            EventKind::Add { delta } => {
+                let mut slot = self.state.best_effort.entry(key).or_insert(0);
+                let next = slot.checked_add(delta).ok_or_else(|| {
+                    ServiceError::OutOfRange(format!(
+                        "adding {delta} to {} would leave the signed 64-bit range",
+                        *slot
+                    ))
+                })?;
+                *slot = next;
+                next
+            }
+        };
+        Ok(ChangeOutcome {
+            event_id: 0,
+            value,
+            duplicate: false,
+        })
+    }
+
+    pub fn counter_type(&self, namespace: &str) -> Result<CounterType, ServiceError> {
+        Ok(self.namespace(namespace)?.record().config.counter_type)
+    }
+}
+
+fn parse_token(
+    token: Option<&TokenInput>,
+    now: EventTime,
+) -> Result<Option<IdempotencyToken>, ServiceError> {
+    let Some(token) = token else { return Ok(None) };
+    let generation_time = token
+        .generation_time
+        .as_deref()
+        .filter(|text| !text.is_empty());
+    Ok(Some(IdempotencyToken::parse(
+        &token.token,
+        generation_time,
+        now,
+    )?))
+}
+
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, tally_storage::StorageError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ServiceError::Unavailable(format!("storage task failed: {error}")))?
+        .map_err(ServiceError::from)
+}
+
+/// Rebuilds every durable counter's running state from its checkpoint and the unsealed tail.
+fn replay(
+    store: &dyn EventStore,
+    state: &SharedState,
+    recovered: &tally_storage::RecoveredState,
+    namespaces: &HashMap<tally_storage::NamespaceId, NamespaceRecord>,
+) -> Result<u64, ServiceError> {
+    let mut tails: HashMap<tally_storage::CounterId, Vec<Event>> = HashMap::new();
+    let mut num_events = 0;
+    for record in namespaces.values() {
+        store.scan_events(
+            record.id,
+            record.sealed_until,
+            EventTime::from_micros(i64::MAX),
+            &mut |event| {
+                num_events += 1;
+                tails.entry(event.counter_id).or_default().push(Event {
+                    key: event.key,
+                    kind: event.kind,
+                });
+            },
+        )?;
+    }
+    let checkpoints: HashMap<_, _> = recovered.checkpoints.iter().copied().collect();
+    for counter in &recovered.counters {
+        let Some(namespace) = namespaces.get(&counter.namespace_id) else {
+            continue;
+        };
+        if !namespace.config.counter_type.is_durable() {
+            continue;
+        }
+        let checkpoint = checkpoints
+            .get(&counter.id)
+            .map(|c| c.fold)
+            .unwrap_or_default();
+        let tail = tails.remove(&counter.id).unwrap_or_default();
+        let counter_state =
+            CounterState::from_checkpoint_and_tail(checkpoint, &tail).map_err(|error| {
+                ServiceError::Unavailable(format!(
+                    "counter {} cannot be rebuilt: {error}",
+                    counter.name
+                ))
+            })?;
+        state.counters.insert(
+            (counter.namespace_id, counter.name.clone()),
+            CounterEntry {
+                id: counter.id,
+                state: counter_state,
+            },
+        );
+    }
+    Ok(num_events)
+}

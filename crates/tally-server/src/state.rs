@@ -1,0 +1,103 @@
+//! What a single node keeps in memory: namespaces and the exact running state of every counter.
+
+use dashmap::DashMap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use tally_core::{CounterName, CounterState, EventTime, NamespaceName};
+use tally_storage::{CounterId, NamespaceId, NamespaceRecord};
+
+/// A counter's identity in memory.
+pub type CounterKey = (NamespaceId, CounterName);
+
+/// A durable counter: its ID in the store and its running state.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterEntry {
+    pub id: CounterId,
+    pub state: CounterState,
+}
+
+/// A namespace as the service sees it.
+pub struct NamespaceEntry {
+    /// The stored record. The namespace lock of [`crate::Service`] serialises its writers.
+    record: RwLock<NamespaceRecord>,
+    /// IMPORTANT: the write path rejects events before this time. A rollup raises it, then
+    /// waits for the writer to drain, before it folds events older than it, so no event can
+    /// land in a window that is being rolled up.
+    sealing_bound_micros: AtomicI64,
+}
+
+impl NamespaceEntry {
+    pub fn new(record: NamespaceRecord) -> Self {
+        let bound = record.sealed_until.as_micros();
+        Self {
+            record: RwLock::new(record),
+            sealing_bound_micros: AtomicI64::new(bound),
+        }
+    }
+
+    pub fn record(&self) -> NamespaceRecord {
+        match self.record.read() {
+            Ok(record) => record.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_record(&self, record: NamespaceRecord) {
+        match self.record.write() {
+            Ok(mut guard) => *guard = record,
+            Err(poisoned) => *poisoned.into_inner() = record,
+        }
+    }
+
+    pub fn id(&self) -> NamespaceId {
+        self.record().id
+    }
+
+    pub fn sealing_bound(&self) -> EventTime {
+        EventTime::from_micros(self.sealing_bound_micros.load(Ordering::SeqCst))
+    }
+
+    pub fn raise_sealing_bound(&self, bound: EventTime) {
+        self.sealing_bound_micros
+            .fetch_max(bound.as_micros(), Ordering::SeqCst);
+    }
+}
+
+/// The in-memory state shared by the front ends, the writer and the rollup worker.
+#[derive(Default)]
+pub struct SharedState {
+    pub namespaces: RwLock<HashMap<NamespaceName, Arc<NamespaceEntry>>>,
+    /// Durable counters. Only the writer thread inserts or changes entries.
+    pub counters: DashMap<CounterKey, CounterEntry>,
+    /// Counters of `best_effort` namespaces, in memory only.
+    pub best_effort: DashMap<CounterKey, i64>,
+}
+
+impl SharedState {
+    pub fn namespace(&self, name: &NamespaceName) -> Option<Arc<NamespaceEntry>> {
+        let namespaces = match self.namespaces.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        namespaces.get(name).cloned()
+    }
+
+    pub fn all_namespaces(&self) -> Vec<Arc<NamespaceEntry>> {
+        let namespaces = match self.namespaces.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut entries: Vec<_> = namespaces.values().cloned().collect();
+        entries.sort_by_key(|entry| entry.record().name);
+        entries
+    }
+
+    pub fn insert_namespace(&self, entry: Arc<NamespaceEntry>) {
+        let mut namespaces = match self.namespaces.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        namespaces.insert(entry.record().name, entry);
+    }
+}

@@ -1,0 +1,462 @@
+//! The write path: one thread applies changes in group commits.
+//!
+//! Requests queue on a bounded channel. The writer takes every request waiting, checks each
+//! one against the state (token, event time, range), assigns event IDs, writes the whole group
+//! in one atomic, synced batch, and only then updates the in-memory state and replies. Because
+//! one thread decides every change, two requests with the same token can never both apply.
+
+use crate::ServiceError;
+use crate::clock::Clock;
+use crate::state::{CounterEntry, CounterKey, NamespaceEntry, SharedState};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tally_core::{
+    CounterName, CounterState, EventId, EventKey, EventKind, EventTime, IdempotencyToken,
+};
+use tally_storage::{AppendBatch, CounterId, CounterRecord, EventStore, StoredEvent, TokenRecord};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+/// Maximum number of changes in one group commit.
+const MAX_CHANGES_PER_COMMIT: usize = 8192;
+
+/// One add or clear, validated except for what needs the state.
+pub struct ChangeRequest {
+    pub namespace: Arc<NamespaceEntry>,
+    pub counter: CounterName,
+    pub kind: EventKind,
+    /// `None` when the client sent no token: the server makes one, and the change cannot be
+    /// recognised on retry.
+    pub token: Option<IdempotencyToken>,
+    /// The event time to use when there is no token.
+    pub received_at: EventTime,
+}
+
+/// The result of an applied (or already applied) change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeOutcome {
+    pub event_id: EventId,
+    /// The counter's value after the change.
+    pub value: i64,
+    /// True when the token had been applied before and nothing changed now.
+    pub duplicate: bool,
+}
+
+pub enum WriteCommand {
+    Changes {
+        changes: Vec<ChangeRequest>,
+        reply: oneshot::Sender<Vec<Result<ChangeOutcome, ServiceError>>>,
+    },
+    /// Replies once every change queued before it is committed or rejected.
+    Barrier { reply: oneshot::Sender<()> },
+}
+
+/// The sending side of the write queue.
+#[derive(Clone)]
+pub struct WriterHandle {
+    sender: mpsc::Sender<WriteCommand>,
+}
+
+impl WriterHandle {
+    /// Queues changes and waits for their outcomes. Fails fast with
+    /// [`ServiceError::Overloaded`] when the queue is full.
+    pub async fn submit(
+        &self,
+        changes: Vec<ChangeRequest>,
+    ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
+        let (reply, outcome) = oneshot::channel();
+        self.sender
+            .try_send(WriteCommand::Changes { changes, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => ServiceError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => stopped(),
+            })?;
+        outcome.await.map_err(|_| stopped())
+    }
+
+    /// Waits until everything queued before this call is committed or rejected.
+    pub async fn barrier(&self) -> Result<(), ServiceError> {
+        let (reply, done) = oneshot::channel();
+        self.sender
+            .send(WriteCommand::Barrier { reply })
+            .await
+            .map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> ServiceError {
+    ServiceError::Unavailable("the writer has stopped because the server is shutting down".into())
+}
+
+/// Starts the writer thread. It stops when every [`WriterHandle`] is dropped and the queue is
+/// empty; join the returned handle to wait for the last commit.
+pub fn start(
+    store: Arc<dyn EventStore>,
+    state: Arc<SharedState>,
+    clock: Arc<dyn Clock>,
+    last_event_id: EventId,
+    last_counter_id: CounterId,
+    queue_capacity: usize,
+) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    let (sender, receiver) = mpsc::channel(queue_capacity);
+    let mut writer = Writer {
+        store,
+        state,
+        clock,
+        last_event_id,
+        last_counter_id,
+    };
+    let thread = std::thread::Builder::new()
+        .name("tally-writer".into())
+        .spawn(move || writer.run(receiver))?;
+    Ok((WriterHandle { sender }, thread))
+}
+
+struct Writer {
+    store: Arc<dyn EventStore>,
+    state: Arc<SharedState>,
+    clock: Arc<dyn Clock>,
+    last_event_id: EventId,
+    last_counter_id: CounterId,
+}
+
+/// What one group commit has decided so far, not yet visible to readers.
+#[derive(Default)]
+struct PendingCommit {
+    batch: AppendBatch,
+    /// Counter states after the pending changes.
+    counters: HashMap<CounterKey, CounterEntry>,
+    /// Tokens claimed by the pending changes.
+    tokens: HashMap<(CounterId, String), TokenRecord>,
+}
+
+/// How one change was decided before the commit.
+enum Decision {
+    /// Final now: a rejection, or a duplicate of a token committed earlier.
+    Done(Result<ChangeOutcome, ServiceError>),
+    /// Applied or duplicated within this commit: succeeds only if the commit does.
+    Pending(ChangeOutcome),
+}
+
+impl Writer {
+    fn run(&mut self, mut receiver: mpsc::Receiver<WriteCommand>) {
+        while let Some(first) = receiver.blocking_recv() {
+            let mut commands = vec![first];
+            let mut num_changes = command_size(&commands[0]);
+            while num_changes < MAX_CHANGES_PER_COMMIT {
+                let Ok(next) = receiver.try_recv() else { break };
+                num_changes += command_size(&next);
+                commands.push(next);
+            }
+            self.commit_group(commands);
+        }
+    }
+
+    fn commit_group(&mut self, commands: Vec<WriteCommand>) {
+        let now = self.clock.now();
+        let mut pending = PendingCommit::default();
+        let mut decided: Vec<(Vec<Decision>, oneshot::Sender<_>)> = Vec::new();
+        let mut barriers = Vec::new();
+
+        // Decide every change against the committed state plus the changes before it.
+        for command in commands {
+            match command {
+                WriteCommand::Changes { changes, reply } => {
+                    let decisions = changes
+                        .into_iter()
+                        .map(|change| self.decide(change, now, &mut pending))
+                        .collect();
+                    decided.push((decisions, reply));
+                }
+                WriteCommand::Barrier { reply } => barriers.push(reply),
+            }
+        }
+
+        // IMPORTANT: write and sync before any state becomes visible or any reply is sent.
+        let commit_result = if pending.batch.events.is_empty() {
+            Ok(())
+        } else {
+            pending.batch.last_event_id = self.last_event_id;
+            pending.batch.last_counter_id = self.last_counter_id;
+            self.store.append(&pending.batch)
+        };
+
+        let failure = match commit_result {
+            Ok(()) => {
+                for (key, entry) in pending.counters {
+                    self.state.counters.insert(key, entry);
+                }
+                None
+            }
+            Err(storage_error) => {
+                error!(error = %storage_error, num_events = pending.batch.events.len(), "group commit failed");
+                Some(ServiceError::from(storage_error))
+            }
+        };
+
+        for (decisions, reply) in decided {
+            let outcomes = decisions
+                .into_iter()
+                .map(|decision| match (decision, &failure) {
+                    (Decision::Done(result), _) => result,
+                    (Decision::Pending(outcome), None) => Ok(outcome),
+                    (Decision::Pending(_), Some(error)) => Err(error.clone()),
+                })
+                .collect();
+            // A client that went away no longer needs the reply.
+            let _ = reply.send(outcomes);
+        }
+        for reply in barriers {
+            let _ = reply.send(());
+        }
+    }
+
+    fn decide(
+        &mut self,
+        change: ChangeRequest,
+        now: EventTime,
+        pending: &mut PendingCommit,
+    ) -> Decision {
+        match self.try_decide(change, now, pending) {
+            Ok(decision) => decision,
+            Err(error) => Decision::Done(Err(error)),
+        }
+    }
+
+    fn try_decide(
+        &mut self,
+        change: ChangeRequest,
+        now: EventTime,
+        pending: &mut PendingCommit,
+    ) -> Result<Decision, ServiceError> {
+        let record = change.namespace.record();
+        let key: CounterKey = (record.id, change.counter);
+        let existing = pending
+            .counters
+            .get(&key)
+            .copied()
+            .or_else(|| self.state.counters.get(&key).map(|entry| *entry));
+
+        // A retried token is looked up before the time checks, so a retry of an applied change
+        // succeeds even after its event time has aged past the accept limit.
+        if let (Some(entry), Some(token)) = (existing, &change.token)
+            && let Some(found) = self.find_token(record.id, entry.id, &token.token, pending)?
+        {
+            let (claimed, is_pending) = found;
+            let time_differs = token.client_time && claimed.event_time != token.event_time;
+            if claimed.kind != change.kind || time_differs {
+                return Err(ServiceError::TokenConflict {
+                    token: token.token.clone(),
+                    existing: describe(claimed),
+                });
+            }
+            let outcome = ChangeOutcome {
+                event_id: claimed.event_id,
+                value: entry.state.value,
+                duplicate: true,
+            };
+            return Ok(if is_pending {
+                Decision::Pending(outcome)
+            } else {
+                Decision::Done(Ok(outcome))
+            });
+        }
+
+        let event_time = change
+            .token
+            .as_ref()
+            .map_or(change.received_at, |token| token.event_time);
+        check_event_time(&change.namespace, event_time, now)?;
+
+        // Decide the new state before assigning any ID, so a rejection consumes nothing.
+        let event_id = self.last_event_id + 1;
+        let event_key = EventKey {
+            time: event_time,
+            id: event_id,
+        };
+        let (counter_id, is_new) = match existing {
+            Some(entry) => (entry.id, false),
+            None => (self.last_counter_id + 1, true),
+        };
+        let state = existing.map_or_else(CounterState::default, |entry| entry.state);
+        let next_state = match change.kind {
+            EventKind::Add { delta } => state.with_add(event_key, delta)?,
+            EventKind::Clear => {
+                let mut scan_error = None;
+                let next = state.with_clear(event_key, || {
+                    self.sum_adds_after(record.id, counter_id, event_key, pending)
+                        .unwrap_or_else(|error| {
+                            scan_error = Some(error);
+                            0
+                        })
+                });
+                if let Some(error) = scan_error {
+                    return Err(error);
+                }
+                next?
+            }
+        };
+
+        // Accepted: claim the IDs and the token, and queue the event.
+        self.last_event_id = event_id;
+        if is_new {
+            self.last_counter_id = counter_id;
+            pending.batch.new_counters.push(CounterRecord {
+                id: counter_id,
+                namespace_id: record.id,
+                name: key.1.clone(),
+            });
+        }
+        let token_text = match &change.token {
+            Some(token) => {
+                pending.tokens.insert(
+                    (counter_id, token.token.clone()),
+                    TokenRecord {
+                        event_id,
+                        event_time,
+                        kind: change.kind,
+                    },
+                );
+                token.token.clone()
+            }
+            // Not recorded as a token: nobody knows it, so nobody can retry with it.
+            None => format!("server-{event_id}"),
+        };
+        pending.batch.events.push((
+            record.id,
+            StoredEvent {
+                counter_id,
+                key: event_key,
+                kind: change.kind,
+                token: token_text.into(),
+            },
+        ));
+        pending.counters.insert(
+            key,
+            CounterEntry {
+                id: counter_id,
+                state: next_state,
+            },
+        );
+        Ok(Decision::Pending(ChangeOutcome {
+            event_id,
+            value: next_state.value,
+            duplicate: false,
+        }))
+    }
+
+    /// Looks a token up among the pending changes, then in the store. The flag says whether the
+    /// claim is still pending.
+    fn find_token(
+        &self,
+        namespace_id: tally_storage::NamespaceId,
+        counter_id: CounterId,
+        token: &str,
+        pending: &PendingCommit,
+    ) -> Result<Option<(TokenRecord, bool)>, ServiceError> {
+        if let Some(record) = pending.tokens.get(&(counter_id, token.to_owned())) {
+            return Ok(Some((*record, true)));
+        }
+        let stored = self
+            .store
+            .find_token(namespace_id, counter_id, token)
+            .map_err(|error| {
+                warn!(%error, "token lookup failed");
+                ServiceError::from(error)
+            })?;
+        Ok(stored.map(|record| (record, false)))
+    }
+
+    /// Sums the deltas of the counter's adds after `after`, from the log and the pending commit.
+    /// Only an out-of-order clear needs this; the events it reads are all in the unsealed tail.
+    fn sum_adds_after(
+        &self,
+        namespace_id: tally_storage::NamespaceId,
+        counter_id: CounterId,
+        after: EventKey,
+        pending: &PendingCommit,
+    ) -> Result<i128, ServiceError> {
+        let mut events = Vec::new();
+        self.store.scan_events(
+            namespace_id,
+            after.time,
+            EventTime::from_micros(i64::MAX),
+            &mut |event| {
+                if event.counter_id == counter_id && event.key > after {
+                    events.push(tally_core::Event {
+                        key: event.key,
+                        kind: event.kind,
+                    });
+                }
+            },
+        )?;
+        events.extend(
+            pending
+                .batch
+                .events
+                .iter()
+                .filter(|(_, event)| event.counter_id == counter_id && event.key > after)
+                .map(|(_, event)| tally_core::Event {
+                    key: event.key,
+                    kind: event.kind,
+                }),
+        );
+        Ok(tally_core::Fold::default().with_events(&events).sum)
+    }
+}
+
+fn command_size(command: &WriteCommand) -> usize {
+    match command {
+        WriteCommand::Changes { changes, .. } => changes.len(),
+        WriteCommand::Barrier { .. } => 1,
+    }
+}
+
+fn describe(record: TokenRecord) -> String {
+    match record.kind {
+        EventKind::Add { delta } => format!("add of {delta} at {}", record.event_time),
+        EventKind::Clear => format!("clear at {}", record.event_time),
+    }
+}
+
+/// Rejects event times outside `[now - accept_limit, now + max_clock_skew]` or in a window
+/// that is sealed already.
+pub fn check_event_time(
+    namespace: &NamespaceEntry,
+    event_time: EventTime,
+    now: EventTime,
+) -> Result<(), ServiceError> {
+    let config = namespace.record().config;
+    let oldest = now.minus_seconds(config.accept_limit_seconds);
+    let newest = now.plus_seconds(config.max_clock_skew_seconds);
+    let field = "idempotency_token.generation_time";
+    if event_time < oldest {
+        return Err(ServiceError::invalid(
+            field,
+            format!(
+                "{event_time} is older than the accept limit of {} s (the oldest accepted time is {oldest})",
+                config.accept_limit_seconds
+            ),
+        ));
+    }
+    if event_time > newest {
+        return Err(ServiceError::invalid(
+            field,
+            format!(
+                "{event_time} is later than the maximum clock skew of {} s allows (the latest accepted time is {newest})",
+                config.max_clock_skew_seconds
+            ),
+        ));
+    }
+    let sealed = namespace.sealing_bound();
+    if event_time < sealed {
+        return Err(ServiceError::invalid(
+            field,
+            format!(
+                "{event_time} lies in a window that is already rolled up (events must be at or after {sealed})"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every check and test of Tally: formatting, lints, unit, property, integration and crash
+# tests, then the end-to-end run with curl, a Python gRPC client and a million-add load.
+# It installs what it needs (rustfmt, clippy, a Python venv with grpcio) and fails, saying why,
+# when something cannot be installed or started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+    rustup component add "$component"
+  fi
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit, property, integration and crash tests)"
+cargo build --release -p tally
+cargo test --workspace --release
+
+if [[ -x scripts/e2e.sh ]]; then
+  step "end-to-end: curl, Python gRPC client, one million adds"
+  scripts/e2e.sh
+else
+  echo "scripts/e2e.sh is missing or not executable" >&2
+  exit 1
+fi
