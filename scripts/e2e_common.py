@@ -32,13 +32,13 @@ def expect(condition, message):
         raise CheckFailed(message)
 
 
-def expect_equal(actual, expected, what):
+def expect_equal(actual, expected, description):
     """Raise CheckFailed unless `actual == expected`, naming both values."""
     if actual != expected:
-        raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}")
+        raise CheckFailed(f"{description}: expected {expected!r}, got {actual!r}")
 
 
-def expect_rpc_error(expected_code, call, request, what, detail_contains=None):
+def expect_rpc_error(expected_code, call, request, description, detail_contains=None):
     """Call `call(request)` and check that it fails with `expected_code`.
 
     When `detail_contains` is set, the status message must contain it too.
@@ -51,17 +51,17 @@ def expect_rpc_error(expected_code, call, request, what, detail_contains=None):
         details = error.details() or ""
         if code != expected_code:
             raise CheckFailed(
-                f"{what}: expected status {expected_code.name}, "
+                f"{description}: expected status {expected_code.name}, "
                 f"got {code.name} with message {details!r}"
             ) from None
         if detail_contains is not None and detail_contains not in details:
             raise CheckFailed(
-                f"{what}: expected the status message to name {detail_contains!r}, "
+                f"{description}: expected the status message to name {detail_contains!r}, "
                 f"got {details!r}"
             ) from None
         return error
     raise CheckFailed(
-        f"{what}: expected status {expected_code.name}, got a response: {response!r}"
+        f"{description}: expected status {expected_code.name}, got a response: {response!r}"
     )
 
 
@@ -74,7 +74,7 @@ class CheckRunner:
         self.failed = 0
 
     def run(self, name, check):
-        """Run `check()` as the group `name`; any exception fails only this group."""
+        """Run `check()` as the group `name`. An exception fails only this group."""
         try:
             check()
         except CheckFailed as error:

@@ -60,6 +60,7 @@ pub fn router(service: Service) -> Router {
         .route("/v1/namespaces/{namespace}/add-batch", post(add_batch))
         .route("/v1/admin/rollup", post(roll_up))
         .fallback(not_found_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(reject_long_uri))
         .with_state(service)
@@ -183,6 +184,14 @@ async fn not_found_route() -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         "no such route; see /openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method; see /openapi.json",
     )
 }
 
