@@ -1,0 +1,189 @@
+//! Rollups, retention and token expiry on the embedded store, driven by a manual clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use tally_core::{EventTime, NamespaceConfigPatch};
+use tally_server::clock::{Clock, ManualClock};
+use tally_server::service::TokenInput;
+use tally_server::{Service, ServiceError};
+use tally_storage::{Durability, EmbeddedStore, EventStore};
+
+const START_MICROS: i64 = 1_800_000_000_000_000;
+
+struct Node {
+    dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    running: Option<(Service, std::thread::JoinHandle<()>, Arc<EmbeddedStore>)>,
+}
+
+impl Node {
+    fn start() -> Self {
+        let mut node = Self {
+            dir: tempfile::tempdir().unwrap(),
+            clock: Arc::new(ManualClock::new(EventTime::from_micros(START_MICROS))),
+            running: None,
+        };
+        node.open();
+        node
+    }
+
+    fn open(&mut self) {
+        let store = Arc::new(EmbeddedStore::open(self.dir.path(), Durability::Sync).unwrap());
+        let (service, writer) = Service::open(store.clone(), self.clock.clone(), 64).unwrap();
+        self.running = Some((service, writer, store));
+    }
+
+    fn restart(&mut self) {
+        if let Some((service, writer, store)) = self.running.take() {
+            drop(service);
+            writer.join().unwrap();
+            drop(store);
+        }
+        self.open();
+    }
+
+    fn service(&self) -> &Service {
+        &self.running.as_ref().unwrap().0
+    }
+
+    fn store(&self) -> &EmbeddedStore {
+        &self.running.as_ref().unwrap().2
+    }
+
+    fn token(&self, token: &str, time: EventTime) -> Option<TokenInput> {
+        Some(TokenInput {
+            token: token.into(),
+            generation_time: Some(time.to_string()),
+        })
+    }
+}
+
+async fn short_lived_namespace(node: &Node) {
+    let patch = NamespaceConfigPatch {
+        accept_limit_seconds: Some(60),
+        event_retention_seconds: Some(60),
+        idempotency_window_seconds: Some(60),
+        ..NamespaceConfigPatch::default()
+    };
+    node.service().put_namespace("short", &patch).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_values_in_checkpoints() {
+    let mut node = Node::start();
+    short_lived_namespace(&node).await;
+    let written_at = node.clock.now();
+    node.service()
+        .add("short", "c", 5, node.token("a", written_at))
+        .await
+        .unwrap();
+    node.service()
+        .add("short", "c", 3, node.token("b", written_at))
+        .await
+        .unwrap();
+
+    // Two hours later the events are sealed, past retention, and their bucket has ended.
+    node.clock.advance_seconds(2 * 3600);
+    let report = node.service().roll_up_now().await.unwrap();
+    assert_eq!(report.num_events, 2, "{report:?}");
+    assert_eq!(report.num_checkpoints, 1, "{report:?}");
+    assert!(report.num_buckets_dropped >= 1, "{report:?}");
+    assert_eq!(report.num_tokens_expired, 2, "{report:?}");
+
+    // The raw events are gone; the value lives on in the checkpoint, also after a restart.
+    // `default` is namespace 1, so the first namespace created is 2.
+    let namespace_id = 2;
+    let mut remaining = 0;
+    node.store()
+        .scan_events(
+            namespace_id,
+            EventTime::MIN,
+            EventTime::from_micros(i64::MAX),
+            &mut |_| remaining += 1,
+        )
+        .unwrap();
+    assert_eq!(remaining, 0, "dropped bucket still holds events");
+    assert_eq!(node.service().get("short", "c"), Ok(8));
+    node.restart();
+    assert_eq!(node.service().get("short", "c"), Ok(8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_token_is_rejected_not_recounted() {
+    let mut node = Node::start();
+    short_lived_namespace(&node).await;
+    let written_at = node.clock.now();
+    node.service()
+        .add("short", "c", 5, node.token("a", written_at))
+        .await
+        .unwrap();
+
+    node.clock.advance_seconds(3600);
+    node.service().roll_up_now().await.unwrap();
+    node.restart();
+
+    // The token is forgotten, but its event time is older than the accept limit, so the late
+    // retry is rejected instead of counted a second time.
+    let retry = node
+        .service()
+        .add("short", "c", 5, node.token("a", written_at))
+        .await;
+    assert!(
+        matches!(&retry, Err(ServiceError::Invalid(error)) if error.rule.contains("accept limit")),
+        "{retry:?}"
+    );
+    assert_eq!(node.service().get("short", "c"), Ok(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_waits_for_rollup() {
+    let node = Node::start();
+    let patch = NamespaceConfigPatch {
+        accept_limit_seconds: Some(7200),
+        event_retention_seconds: Some(7200),
+        idempotency_window_seconds: Some(7200),
+        ..NamespaceConfigPatch::default()
+    };
+    node.service().put_namespace("long", &patch).await.unwrap();
+    node.service()
+        .add("long", "c", 4, node.token("a", node.clock.now()))
+        .await
+        .unwrap();
+
+    // One hour later the bucket has ended but its events are not sealed: nothing is dropped.
+    node.clock.advance_seconds(3600 + 60);
+    let report = node.service().roll_up_now().await.unwrap();
+    assert_eq!(report.num_buckets_dropped, 0, "{report:?}");
+    assert_eq!(report.num_events, 0, "{report:?}");
+    assert_eq!(node.service().get("long", "c"), Ok(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_window_rejects_late_events() {
+    let node = Node::start();
+    short_lived_namespace(&node).await;
+    let early = node.clock.now();
+    node.clock.advance_seconds(61);
+    node.service().roll_up_now().await.unwrap();
+
+    // Even if the namespace's accept limit grows later, a sealed window stays closed.
+    let patch = NamespaceConfigPatch {
+        accept_limit_seconds: Some(600),
+        event_retention_seconds: Some(600),
+        idempotency_window_seconds: Some(600),
+        ..NamespaceConfigPatch::default()
+    };
+    node.service().put_namespace("short", &patch).await.unwrap();
+    let late = node
+        .service()
+        .add("short", "c", 1, node.token("late", early))
+        .await;
+    assert!(
+        matches!(&late, Err(ServiceError::Invalid(error)) if error.rule.contains("rolled up")),
+        "{late:?}"
+    );
+    assert!(matches!(
+        node.service().get("short", "c"),
+        Err(ServiceError::CounterNotFound { .. })
+    ));
+}
