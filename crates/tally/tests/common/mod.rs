@@ -16,6 +16,7 @@ pub struct TestServer {
     pub http: String,
     pub grpc: String,
     extra_env: Vec<(String, String)>,
+    extra_args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -25,6 +26,11 @@ impl TestServer {
     }
 
     pub fn start_with_env(extra_env: Vec<(String, String)>) -> Self {
+        Self::start_with(extra_env, Vec::new())
+    }
+
+    /// Starts a server with extra environment variables and extra `tally serve` flags.
+    pub fn start_with(extra_env: Vec<(String, String)>, extra_args: Vec<String>) -> Self {
         let temp = tempfile::tempdir().expect("cannot create a temporary directory");
         let data_dir = temp.path().join("data");
         let mut server = Self {
@@ -33,6 +39,7 @@ impl TestServer {
             http: String::new(),
             grpc: String::new(),
             extra_env,
+            extra_args,
             _temp: Some(temp),
         };
         server.spawn();
@@ -40,7 +47,8 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
-        let (child, http, grpc) = spawn_server(&self.data_dir, &self.extra_env);
+        let (child, http, grpc) =
+            spawn_server_with_args(&self.data_dir, &self.extra_env, &self.extra_args);
         self.child = Some(child);
         self.http = http;
         self.grpc = grpc;
@@ -108,6 +116,15 @@ impl Drop for TestServer {
 /// Starts `tally serve` and reads the `listening http=.. grpc=..` line. Panics with the
 /// server's standard error when it does not start within 30 seconds.
 pub fn spawn_server(data_dir: &Path, extra_env: &[(String, String)]) -> (Child, String, String) {
+    spawn_server_with_args(data_dir, extra_env, &[])
+}
+
+/// Like [`spawn_server`], with extra `tally serve` flags.
+pub fn spawn_server_with_args(
+    data_dir: &Path,
+    extra_env: &[(String, String)],
+    extra_args: &[String],
+) -> (Child, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
     command
         .args([
@@ -120,6 +137,7 @@ pub fn spawn_server(data_dir: &Path, extra_env: &[(String, String)]) -> (Child, 
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--rollup-interval-seconds", "3600"])
+        .args(extra_args)
         .env("TALLY_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
