@@ -299,6 +299,8 @@ impl Writer {
         };
 
         // Accepted: claim the IDs and the token, and queue the event.
+        // NOTE: IDs are not handed back when the commit fails, so event IDs are strictly
+        // increasing but may have gaps; nothing else depends on them being dense.
         self.last_event_id = event_id;
         if is_new {
             self.last_counter_id = counter_id;

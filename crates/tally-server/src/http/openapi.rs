@@ -198,3 +198,60 @@ pub fn document() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_lists_every_route() {
+        let document = document();
+        let routes = [
+            ("/healthz", "get"),
+            ("/v1/namespaces", "get"),
+            ("/v1/namespaces/{namespace}", "get"),
+            ("/v1/namespaces/{namespace}", "put"),
+            ("/v1/namespaces/{namespace}/counters", "get"),
+            ("/v1/namespaces/{namespace}/counters/{counter}", "get"),
+            ("/v1/namespaces/{namespace}/counters/{counter}/add", "post"),
+            (
+                "/v1/namespaces/{namespace}/counters/{counter}/add-and-get",
+                "post",
+            ),
+            (
+                "/v1/namespaces/{namespace}/counters/{counter}/clear",
+                "post",
+            ),
+            ("/v1/namespaces/{namespace}/add-batch", "post"),
+            ("/v1/admin/rollup", "post"),
+        ];
+        for (path, method) in routes {
+            assert!(
+                document["paths"][path][method].is_object(),
+                "{method} {path} is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn visit(value: &Value, document: &Value) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(reference)) = map.get("$ref") {
+                        let pointer = reference.trim_start_matches('#');
+                        assert!(
+                            document.pointer(pointer).is_some(),
+                            "unresolved {reference}"
+                        );
+                    }
+                    map.values().for_each(|child| visit(child, document));
+                }
+                Value::Array(items) => items.iter().for_each(|child| visit(child, document)),
+                _ => {}
+            }
+        }
+        let document = document();
+        visit(&document, &document);
+    }
+}
