@@ -282,7 +282,7 @@ start_server() {
     local stdout_file=$work_dir/server-stdout
     : >"$stdout_file"
     "$server_bin" serve --data-dir "$data_dir" \
-        --http-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 >"$stdout_file" 2>>"$server_log" &
+        --http-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --resp-listen 127.0.0.1:0 >"$stdout_file" 2>>"$server_log" &
     server_pid=$!
 
     local line='' waited=0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of Tally: formatting, lints, unit, property, integration and crash
 # tests, then the end-to-end run with curl, a Python gRPC client and a million-add load.
-# It installs what it needs (rustfmt, clippy, a Python venv with grpcio) and fails, saying why,
+# It installs what it needs (rustfmt, clippy, redis-cli, a Python venv with grpcio) and fails, saying why,
 # when something cannot be installed or started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,17 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+step "redis-cli for the Redis protocol tests"
+if ! command -v redis-cli >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools
+  fi
+  command -v redis-cli >/dev/null 2>&1 || {
+    echo "redis-cli is missing and could not be installed (apt-get install redis-tools)" >&2
+    exit 1
+  }
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -6,6 +6,7 @@
 //! - [`state`]: what a single node keeps in memory.
 //! - [`http`]: the HTTP/JSON front end (axum), with its OpenAPI document.
 //! - [`grpc`]: the gRPC front end (tonic), package `tally.v1`.
+//! - [`resp`]: the Redis protocol (RESP2) front end.
 //! - [`server`]: [`server::ServerConfig`] and [`server::run`], which tie it all together.
 //! - [`error`]: [`ServiceError`], shared by every front end.
 //! - [`clock`]: the source of "now".
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod resp;
 pub mod rollup;
 pub mod server;
 pub mod service;

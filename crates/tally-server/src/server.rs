@@ -21,6 +21,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub http_listen: SocketAddr,
     pub grpc_listen: SocketAddr,
+    /// Address of the Redis protocol front end; `None` turns it off.
+    pub resp_listen: Option<SocketAddr>,
+    /// How long a Redis protocol connection may stay silent before it is closed.
+    pub resp_idle_timeout: Duration,
     pub durability: Durability,
     /// How often the background rollup runs.
     pub rollup_interval: Duration,
@@ -35,6 +39,8 @@ impl ServerConfig {
             data_dir,
             http_listen,
             grpc_listen,
+            resp_listen: None,
+            resp_idle_timeout: crate::resp::DEFAULT_IDLE_TIMEOUT,
             durability: Durability::Sync,
             rollup_interval: Duration::from_secs(5),
             token_expiry_interval: Duration::from_secs(600),
@@ -78,8 +84,8 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
 /// Runs the server until `shutdown` completes, then stops accepting, finishes and syncs
 /// pending writes, writes checkpoints and returns.
 ///
-/// Once both listeners are bound it prints `listening http=ADDR grpc=ADDR` on standard output,
-/// so scripts and tests that asked for port 0 can read the ports.
+/// Once every listener is bound it prints `listening http=ADDR grpc=ADDR [resp=ADDR]` on
+/// standard output, so scripts and tests that asked for port 0 can read the ports.
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -100,10 +106,23 @@ pub async fn run(
 
     let http_listener = bind(config.http_listen).await?;
     let grpc_listener = bind(config.grpc_listen).await?;
+    let resp_listener = match config.resp_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     let http_address = http_listener.local_addr()?;
     let grpc_address = grpc_listener.local_addr()?;
-    println!("listening http={http_address} grpc={grpc_address}");
-    info!(%http_address, %grpc_address, data_dir = %config.data_dir.display(), "tally is serving");
+    let resp_address = match &resp_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
+    match resp_address {
+        Some(resp_address) => {
+            println!("listening http={http_address} grpc={grpc_address} resp={resp_address}")
+        }
+        None => println!("listening http={http_address} grpc={grpc_address}"),
+    }
+    info!(%http_address, %grpc_address, resp_address = ?resp_address, data_dir = %config.data_dir.display(), "tally is serving");
 
     let (stop_sender, stop_receiver) = watch::channel(false);
     tokio::spawn(async move {
@@ -122,11 +141,26 @@ pub async fn run(
         service.clone(),
         stop_receiver.clone(),
     ));
-    let grpc_task = tokio::spawn(serve_grpc(grpc_listener, service.clone(), stop_receiver));
+    let grpc_task = tokio::spawn(serve_grpc(
+        grpc_listener,
+        service.clone(),
+        stop_receiver.clone(),
+    ));
+    let resp_task = resp_listener.map(|listener| {
+        tokio::spawn(crate::resp::serve(
+            listener,
+            service.clone(),
+            config.resp_idle_timeout,
+            stop_receiver,
+        ))
+    });
 
     let http_result = http_task.await;
     let grpc_result = grpc_task.await;
     let _ = rollup_task.await;
+    if let Some(task) = resp_task {
+        let _ = task.await;
+    }
     log_task_result("http", http_result);
     log_task_result("grpc", grpc_result);
 
@@ -159,7 +193,7 @@ fn log_task_result(
     }
 }
 
-async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
     // An error means the sender is gone, which also means stop.
     let _ = stop.wait_for(|stopped| *stopped).await;
 }

@@ -41,6 +41,14 @@ pub struct BatchItem {
     pub token: Option<TokenInput>,
 }
 
+/// One change of a mixed batch, as pipelined Redis-protocol commands produce them.
+#[derive(Debug, Clone)]
+pub struct BatchChange {
+    pub counter: String,
+    pub kind: EventKind,
+    pub token: Option<TokenInput>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceView {
     pub name: String,
@@ -343,33 +351,49 @@ impl Service {
                 items.len()
             )));
         }
+        let changes = items
+            .into_iter()
+            .map(|item| BatchChange {
+                counter: item.counter,
+                kind: EventKind::Add { delta: item.delta },
+                token: item.token,
+            })
+            .collect();
+        self.apply_changes(namespace, changes).await
+    }
+
+    /// Applies adds and clears to one namespace in order, in as few group commits as the
+    /// writer needs. Each change succeeds or fails on its own.
+    pub async fn apply_changes(
+        &self,
+        namespace: &str,
+        changes: Vec<BatchChange>,
+    ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
         let entry = self.namespace(namespace)?;
         let now = self.clock.now();
         let durable = entry.record().config.counter_type.is_durable();
 
-        // Validate every item first; only valid ones go to the writer.
+        // Validate every change first; only valid ones go to the writer.
         let mut results: Vec<Option<Result<ChangeOutcome, ServiceError>>> =
-            Vec::with_capacity(items.len());
+            Vec::with_capacity(changes.len());
         let mut requests = Vec::new();
         let mut positions = Vec::new();
-        for (position, item) in items.into_iter().enumerate() {
-            let parsed = CounterName::parse(&item.counter)
+        for (position, change) in changes.into_iter().enumerate() {
+            let parsed = CounterName::parse(&change.counter)
                 .map_err(ServiceError::from)
-                .and_then(|name| Ok((name, parse_token(item.token.as_ref(), now)?)));
+                .and_then(|name| Ok((name, parse_token(change.token.as_ref(), now)?)));
             match parsed {
                 Err(error) => results.push(Some(Err(error))),
-                Ok((name, _)) if !durable => results.push(Some(self.change_best_effort(
-                    &entry,
-                    name,
-                    EventKind::Add { delta: item.delta },
-                ))),
+                Ok((name, _)) if !durable => {
+                    results.push(Some(self.change_best_effort(&entry, name, change.kind)))
+                }
                 Ok((name, token)) => {
                     results.push(None);
                     positions.push(position);
                     requests.push(ChangeRequest {
                         namespace: Arc::clone(&entry),
                         counter: name,
-                        kind: EventKind::Add { delta: item.delta },
+                        kind: change.kind,
                         token,
                         received_at: now,
                     });

@@ -12,8 +12,9 @@ use tally_storage::Durability;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Configuration file (TOML) with any of: data_dir, http_listen, grpc_listen, durability,
-    /// rollup_interval_seconds, write_queue_capacity. Flags and environment variables win over it.
+    /// Configuration file (TOML) with any of: data_dir, http_listen, grpc_listen, resp_listen,
+    /// no_resp, resp_idle_timeout_seconds, durability, rollup_interval_seconds,
+    /// write_queue_capacity. Flags and environment variables win over it.
     #[arg(long, env = "TALLY_CONFIG")]
     config: Option<PathBuf>,
 
@@ -28,6 +29,19 @@ pub struct ServeArgs {
     /// Address of the gRPC API; port 0 picks a free port [default: 127.0.0.1:50051]
     #[arg(long, env = "TALLY_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
+
+    /// Address of the Redis protocol (RESP2) front end; port 0 picks a free port
+    /// [default: 127.0.0.1:6380]
+    #[arg(long, env = "TALLY_RESP_LISTEN")]
+    resp_listen: Option<SocketAddr>,
+
+    /// Turn the Redis protocol front end off
+    #[arg(long, env = "TALLY_NO_RESP", conflicts_with = "resp_listen")]
+    no_resp: bool,
+
+    /// Seconds a Redis protocol connection may stay silent before it is closed [default: 300]
+    #[arg(long, env = "TALLY_RESP_IDLE_TIMEOUT_SECONDS")]
+    resp_idle_timeout_seconds: Option<u64>,
 
     /// When a write is acknowledged: `sync` after fsync (survives power loss), `os-buffer`
     /// after the write reaches the OS page cache (survives kill -9 of tally, not an OS crash)
@@ -66,6 +80,9 @@ struct ConfigFile {
     data_dir: Option<PathBuf>,
     http_listen: Option<SocketAddr>,
     grpc_listen: Option<SocketAddr>,
+    resp_listen: Option<SocketAddr>,
+    no_resp: Option<bool>,
+    resp_idle_timeout_seconds: Option<u64>,
     durability: Option<DurabilityArg>,
     rollup_interval_seconds: Option<u64>,
     write_queue_capacity: Option<usize>,
@@ -96,6 +113,24 @@ fn resolve(args: &ServeArgs) -> Result<ServerConfig> {
             .or(file.grpc_listen)
             .unwrap_or(default_grpc),
     );
+    let default_resp: SocketAddr = ([127, 0, 0, 1], 6380).into();
+    let resp_off = args.no_resp || (args.resp_listen.is_none() && file.no_resp.unwrap_or(false));
+    config.resp_listen = if resp_off {
+        None
+    } else {
+        Some(
+            args.resp_listen
+                .or(file.resp_listen)
+                .unwrap_or(default_resp),
+        )
+    };
+    if let Some(seconds) = args
+        .resp_idle_timeout_seconds
+        .or(file.resp_idle_timeout_seconds)
+    {
+        anyhow::ensure!(seconds > 0, "resp_idle_timeout_seconds must be at least 1");
+        config.resp_idle_timeout = Duration::from_secs(seconds);
+    }
     config.durability = match args.durability.or(file.durability) {
         Some(DurabilityArg::OsBuffer) => Durability::OsBuffer,
         Some(DurabilityArg::Sync) | None => Durability::Sync,

@@ -87,7 +87,7 @@ fn serve_reads_config_file() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n",
+            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\nresp_listen = \"127.0.0.1:0\"\n",
             data_dir.display().to_string()
         ),
     )
@@ -125,6 +125,7 @@ fn serve_reads_environment() {
         .env("TALLY_DATA_DIR", &data_dir)
         .env("TALLY_HTTP_LISTEN", "127.0.0.1:0")
         .env("TALLY_GRPC_LISTEN", "127.0.0.1:0")
+        .env("TALLY_RESP_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -224,6 +224,8 @@ async fn second_server_on_same_directory_is_refused() {
             "127.0.0.1:0",
             "--grpc-listen",
             "127.0.0.1:0",
+            "--resp-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&server.data_dir)

@@ -15,6 +15,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     pub http: String,
     pub grpc: String,
+    /// `host:port` of the Redis protocol front end.
+    pub resp: String,
     extra_env: Vec<(String, String)>,
     extra_args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
@@ -38,6 +40,7 @@ impl TestServer {
             data_dir,
             http: String::new(),
             grpc: String::new(),
+            resp: String::new(),
             extra_env,
             extra_args,
             _temp: Some(temp),
@@ -47,11 +50,11 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
-        let (child, http, grpc) =
-            spawn_server_with_args(&self.data_dir, &self.extra_env, &self.extra_args);
-        self.child = Some(child);
-        self.http = http;
-        self.grpc = grpc;
+        let spawned = spawn_server_with_args(&self.data_dir, &self.extra_env, &self.extra_args);
+        self.child = Some(spawned.child);
+        self.http = spawned.http;
+        self.grpc = spawned.grpc;
+        self.resp = spawned.resp;
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits for it to exit.
@@ -116,7 +119,8 @@ impl Drop for TestServer {
 /// Starts `tally serve` and reads the `listening http=.. grpc=..` line. Panics with the
 /// server's standard error when it does not start within 30 seconds.
 pub fn spawn_server(data_dir: &Path, extra_env: &[(String, String)]) -> (Child, String, String) {
-    spawn_server_with_args(data_dir, extra_env, &[])
+    let spawned = spawn_server_with_args(data_dir, extra_env, &[]);
+    (spawned.child, spawned.http, spawned.grpc)
 }
 
 /// Like [`spawn_server`], with extra `tally serve` flags.
@@ -124,7 +128,7 @@ pub fn spawn_server_with_args(
     data_dir: &Path,
     extra_env: &[(String, String)],
     extra_args: &[String],
-) -> (Child, String, String) {
+) -> Spawned {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
     command
         .args([
@@ -132,6 +136,8 @@ pub fn spawn_server_with_args(
             "--http-listen",
             "127.0.0.1:0",
             "--grpc-listen",
+            "127.0.0.1:0",
+            "--resp-listen",
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
@@ -169,7 +175,24 @@ pub fn spawn_server_with_args(
     };
     let http = format!("http://{}", parse("http="));
     let grpc = format!("http://{}", parse("grpc="));
-    (child, http, grpc)
+    let resp = parse("resp=");
+    Spawned {
+        child,
+        http,
+        grpc,
+        resp,
+    }
+}
+
+/// A started server process and its addresses.
+pub struct Spawned {
+    pub child: Child,
+    /// Base URL of the HTTP API.
+    pub http: String,
+    /// URL of the gRPC API.
+    pub grpc: String,
+    /// `host:port` of the Redis protocol front end.
+    pub resp: String,
 }
 
 /// A fresh token for each call, unique across tests in one run.

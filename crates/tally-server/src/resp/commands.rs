@@ -1,0 +1,285 @@
+//! The Redis commands Tally understands, and how each maps onto the service.
+//!
+//! A key is a counter name in the connection's namespace: `default`, or the one chosen with
+//! `TALLY.NAMESPACE name`. Keys are used as they are, so `user:42:views` is one counter name.
+
+use super::reply::{self, NOT_AN_INTEGER, Reply};
+use crate::Service;
+use crate::service::{BatchChange, TokenInput};
+use tally_core::{EventKind, parse_delta};
+
+/// A parsed command.
+pub enum Command {
+    /// An add or clear that can share a group commit with its neighbours in a pipeline.
+    Change {
+        change: BatchChange,
+        reply_with: ChangeReply,
+    },
+    /// Anything else, answered on its own, in order.
+    Other(Vec<Vec<u8>>),
+    /// `QUIT`: reply OK, then close.
+    Quit,
+    /// A command that is invalid before it reaches the service.
+    Invalid(Reply),
+}
+
+/// What a change replies with.
+#[derive(Clone, Copy)]
+pub enum ChangeReply {
+    Value,
+    EventId,
+}
+
+fn text(argument: &[u8]) -> Result<String, Reply> {
+    String::from_utf8(argument.to_vec())
+        .map_err(|_| Reply::error("ERR invalid counter: must be valid UTF-8"))
+}
+
+fn wrong_arity(name: &str) -> Command {
+    Command::Invalid(Reply::error(format!(
+        "ERR wrong number of arguments for '{}' command",
+        name.to_lowercase()
+    )))
+}
+
+fn change(
+    counter: &[u8],
+    kind: EventKind,
+    token: Option<TokenInput>,
+    reply_with: ChangeReply,
+) -> Command {
+    match text(counter) {
+        Ok(counter) => Command::Change {
+            change: BatchChange {
+                counter,
+                kind,
+                token,
+            },
+            reply_with,
+        },
+        Err(reply) => Command::Invalid(reply),
+    }
+}
+
+fn delta_of(argument: &[u8]) -> Result<i64, Command> {
+    parse_delta(argument).map_err(|_| Command::Invalid(Reply::error(NOT_AN_INTEGER)))
+}
+
+/// Reads `token [generation_time]` of the `TALLY.*` commands.
+fn token_of(arguments: &[Vec<u8>]) -> Result<Option<TokenInput>, Command> {
+    let token = text(&arguments[0]).map_err(Command::Invalid)?;
+    let generation_time = match arguments.get(1) {
+        Some(time) => Some(text(time).map_err(Command::Invalid)?),
+        None => None,
+    };
+    Ok(Some(TokenInput {
+        token,
+        generation_time,
+    }))
+}
+
+/// Turns the arguments of one request into a [`Command`].
+pub fn parse(arguments: Vec<Vec<u8>>) -> Command {
+    let name = String::from_utf8_lossy(&arguments[0]).to_uppercase();
+    let args = &arguments[1..];
+    let built = match (name.as_str(), args.len()) {
+        ("INCR", 1) => Ok(change(
+            &args[0],
+            EventKind::Add { delta: 1 },
+            None,
+            ChangeReply::Value,
+        )),
+        ("DECR", 1) => Ok(change(
+            &args[0],
+            EventKind::Add { delta: -1 },
+            None,
+            ChangeReply::Value,
+        )),
+        ("INCRBY", 2) => delta_of(&args[1])
+            .map(|delta| change(&args[0], EventKind::Add { delta }, None, ChangeReply::Value)),
+        ("DECRBY", 2) => delta_of(&args[1]).and_then(|delta| match delta.checked_neg() {
+            Some(negated) => Ok(change(
+                &args[0],
+                EventKind::Add { delta: negated },
+                None,
+                ChangeReply::Value,
+            )),
+            None => Err(Command::Invalid(Reply::error(
+                "ERR decrement would overflow",
+            ))),
+        }),
+        ("TALLY.ADD" | "TALLY.ADDGET", 3 | 4) => delta_of(&args[1]).and_then(|delta| {
+            let reply_with = if name == "TALLY.ADD" {
+                ChangeReply::EventId
+            } else {
+                ChangeReply::Value
+            };
+            Ok(change(
+                &args[0],
+                EventKind::Add { delta },
+                token_of(&args[2..])?,
+                reply_with,
+            ))
+        }),
+        ("TALLY.CLEAR", 2 | 3) => token_of(&args[1..])
+            .map(|token| change(&args[0], EventKind::Clear, token, ChangeReply::EventId)),
+        (
+            "INCR" | "DECR" | "INCRBY" | "DECRBY" | "TALLY.ADD" | "TALLY.ADDGET" | "TALLY.CLEAR",
+            _,
+        ) => Err(wrong_arity(&name)),
+        ("QUIT", _) => Ok(Command::Quit),
+        _ => Ok(Command::Other(arguments)),
+    };
+    built.unwrap_or_else(|command| command)
+}
+
+/// Per-connection state.
+pub struct Session {
+    pub namespace: String,
+}
+
+/// Answers a command that is not a change.
+pub async fn execute_other(
+    service: &Service,
+    session: &mut Session,
+    arguments: &[Vec<u8>],
+) -> Reply {
+    let name = String::from_utf8_lossy(&arguments[0]).to_uppercase();
+    let args = &arguments[1..];
+    match (name.as_str(), args.len()) {
+        ("PING", 0) => Reply::Simple("PONG"),
+        ("PING", 1) | ("ECHO", 1) => Reply::Bulk(args[0].clone()),
+        ("HELLO", _) => hello(args),
+        ("GET", 1) => get(service, session, &args[0]),
+        ("MGET", n) if n >= 1 => {
+            Reply::Array(args.iter().map(|key| get(service, session, key)).collect())
+        }
+        ("EXISTS", n) if n >= 1 => exists(service, session, args),
+        ("DEL", n) if n >= 1 => delete(service, session, args).await,
+        ("SELECT", 1) if args[0] == b"0" => Reply::Simple("OK"),
+        ("SELECT", 1) => Reply::error("ERR DB index is out of range"),
+        ("COMMAND", _) => Reply::Array(Vec::new()),
+        ("CONFIG", n) if n >= 2 && args[0].eq_ignore_ascii_case(b"GET") => config_get(&args[1..]),
+        ("CLIENT", n) if n >= 1 => Reply::Simple("OK"),
+        ("TALLY.NAMESPACE", 1) => match text(&args[0]) {
+            Ok(namespace) => match service.get_namespace(&namespace) {
+                Ok(_) => {
+                    session.namespace = namespace;
+                    Reply::Simple("OK")
+                }
+                Err(error) => reply::service_error(&error),
+            },
+            Err(reply) => reply,
+        },
+        (
+            "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DEL" | "SELECT" | "CONFIG" | "CLIENT"
+            | "TALLY.NAMESPACE",
+            _,
+        ) => Reply::error(format!(
+            "ERR wrong number of arguments for '{}' command",
+            name.to_lowercase()
+        )),
+        _ => {
+            let shown = String::from_utf8_lossy(&arguments[0])
+                .chars()
+                .take(64)
+                .collect::<String>();
+            Reply::error(format!(
+                "ERR unknown command '{shown}', with args beginning with: "
+            ))
+        }
+    }
+}
+
+fn hello(args: &[Vec<u8>]) -> Reply {
+    if let Some(version) = args.first()
+        && version.as_slice() != b"2"
+    {
+        // Only RESP2 is spoken; clients fall back to it on this error.
+        return Reply::error("NOPROTO sorry, this protocol version is not supported");
+    }
+    Reply::Array(vec![
+        Reply::bulk("server"),
+        Reply::bulk("tally"),
+        Reply::bulk("version"),
+        Reply::bulk(env!("CARGO_PKG_VERSION")),
+        Reply::bulk("proto"),
+        Reply::Integer(2),
+        Reply::bulk("mode"),
+        Reply::bulk("standalone"),
+        Reply::bulk("role"),
+        Reply::bulk("master"),
+        Reply::bulk("modules"),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+fn config_get(parameters: &[Vec<u8>]) -> Reply {
+    let mut items = Vec::new();
+    for parameter in parameters {
+        let value: &[u8] = match parameter.to_ascii_lowercase().as_slice() {
+            b"save" => b"",
+            b"appendonly" => b"no",
+            _ => continue,
+        };
+        items.push(Reply::Bulk(parameter.clone()));
+        items.push(Reply::Bulk(value.to_vec()));
+    }
+    Reply::Array(items)
+}
+
+fn get(service: &Service, session: &Session, key: &[u8]) -> Reply {
+    let counter = match text(key) {
+        Ok(counter) => counter,
+        Err(reply) => return reply,
+    };
+    match service.get(&session.namespace, &counter) {
+        Ok(value) => Reply::bulk(value.to_string()),
+        Err(crate::ServiceError::CounterNotFound { .. }) => Reply::Nil,
+        Err(error) => reply::service_error(&error),
+    }
+}
+
+fn exists(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
+    let mut count = 0;
+    for key in keys {
+        match get(service, session, key) {
+            Reply::Bulk(_) => count += 1,
+            Reply::Nil => {}
+            error => return error,
+        }
+    }
+    Reply::Integer(count)
+}
+
+/// `DEL` clears each counter that exists and counts them; missing keys are left missing.
+async fn delete(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
+    let mut changes = Vec::new();
+    for key in keys {
+        match get(service, session, key) {
+            Reply::Bulk(_) => changes.push(BatchChange {
+                counter: String::from_utf8_lossy(key).into_owned(),
+                kind: EventKind::Clear,
+                token: None,
+            }),
+            Reply::Nil => {}
+            error => return error,
+        }
+    }
+    if changes.is_empty() {
+        return Reply::Integer(0);
+    }
+    match service.apply_changes(&session.namespace, changes).await {
+        Err(error) => reply::service_error(&error),
+        Ok(outcomes) => {
+            let mut cleared = 0;
+            for outcome in outcomes {
+                match outcome {
+                    Ok(_) => cleared += 1,
+                    Err(error) => return reply::service_error(&error),
+                }
+            }
+            Reply::Integer(cleared)
+        }
+    }
+}
