@@ -29,6 +29,35 @@ impl GrpcService {
     }
 }
 
+/// Rewrites tonic's status for an oversized request message to `RESOURCE_EXHAUSTED`.
+///
+/// tonic 0.14 rejects a message over `max_decoding_message_size` with `OUT_OF_RANGE` before any
+/// handler runs (having read only the length prefix), but Tally uses `OUT_OF_RANGE` for values
+/// that would leave the 64-bit range. The rejection is a trailers-only response, so the status is
+/// in the headers, and tonic's message text identifies it.
+pub fn size_limit_status<B>(
+    mut response: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let headers = response.headers_mut();
+    let is_out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|status| status == "11");
+    let is_size_limit = headers
+        .get("grpc-message")
+        .and_then(|message| message.to_str().ok())
+        .is_some_and(|message| {
+            message.contains("message%20length%20too%20large")
+                || message.contains("message length too large")
+        });
+    if is_out_of_range && is_size_limit {
+        headers.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("8"),
+        );
+    }
+    response
+}
+
 pub fn code_of(error: &ServiceError) -> Code {
     match error {
         ServiceError::Invalid(_) => Code::InvalidArgument,

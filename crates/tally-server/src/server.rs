@@ -198,14 +198,57 @@ pub(crate) async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// Largest HTTP/1 request head read into memory. It is above hyper's own URI limit (64 KiB), so
+/// an over-long URI gets 414 from hyper or 413/414 from Tally instead of 431.
+const HTTP1_MAX_BUF_BYTES: usize = 2 * 1024 * 1024;
+
+/// Serves the HTTP API with hyper directly (not `axum::serve`) to set the HTTP/1 buffer limit.
 async fn serve_http(
     listener: TcpListener,
     service: Service,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, crate::http::router(service))
-        .with_graceful_shutdown(wait_for_stop(stop))
-        .await?;
+    let router = crate::http::router(service);
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http1().max_buf_size(HTTP1_MAX_BUF_BYTES);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopped = wait_for_stop(stop);
+    tokio::pin!(stopped);
+
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    warn!(%error, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+
+    // Let requests in flight finish, but do not wait for idle keep-alive clients forever.
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("HTTP connections still open 10 s after shutdown began; closing them");
+    }
     Ok(())
 }
 
@@ -216,6 +259,9 @@ async fn serve_grpc(
 ) -> Result<(), ServeError> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            crate::grpc::size_limit_status,
+        ))
         .add_service(GrpcService::new(service).into_server())
         .serve_with_incoming_shutdown(incoming, wait_for_stop(stop))
         .await
