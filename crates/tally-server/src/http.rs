@@ -5,7 +5,7 @@
 //! numbers and keep all 64 bits; a delta may also be a JSON string of decimal digits, for
 //! clients whose JSON numbers are doubles.
 
-mod body;
+pub mod body;
 mod openapi;
 
 use crate::rollup::RollupReport;

@@ -6,7 +6,7 @@
 //! sees the increment.
 
 mod commands;
-mod frame;
+pub mod frame;
 mod reply;
 
 use crate::Service;
