@@ -1,6 +1,7 @@
 //! The `tally` binary: `tally serve` runs the server; the other subcommands are an HTTP client
 //! of a running server.
 
+mod bench;
 mod client;
 mod serve;
 
@@ -27,6 +28,8 @@ enum Command {
     /// Create, show or list namespaces.
     #[command(subcommand)]
     Namespace(client::NamespaceCommand),
+    /// Load a Tally or Redis server and report throughput and latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Get(args) => client::get(args),
         Command::Clear(args) => client::clear(args),
         Command::Namespace(command) => client::namespace(command),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
