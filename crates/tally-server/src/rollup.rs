@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tally_core::fold::Fold;
 use tally_core::{EventId, EventTime};
-use tally_storage::{Checkpoint, CounterId, EventStore};
+use tally_storage::{Checkpoint, CounterId, EventStore, NamespaceRecord};
 use tracing::{debug, info};
 
 /// Sealing moves in whole steps of this many seconds, so checkpoints are not rewritten for
@@ -108,7 +108,7 @@ impl Rollup {
         target: EventTime,
     ) -> Result<(u64, usize), ServiceError> {
         let store = Arc::clone(&self.store);
-        let mut record = namespace.record();
+        let mut record = NamespaceRecord::clone(&namespace.record());
         let from = record.sealed_until;
         record.sealed_until = target;
         let new_record = record.clone();

@@ -169,10 +169,10 @@ impl Service {
             NamespaceConfig::apply_patch(current.as_ref().map(|record| &record.config), patch)?;
 
         let record = match current {
-            Some(mut record) => {
-                record.config = config;
-                record
-            }
+            Some(current) => NamespaceRecord {
+                config,
+                ..NamespaceRecord::clone(&current)
+            },
             None => NamespaceRecord {
                 id: self.next_namespace_id(),
                 name: name.clone(),

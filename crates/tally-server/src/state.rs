@@ -19,8 +19,9 @@ pub struct CounterEntry {
 
 /// A namespace as the service sees it.
 pub struct NamespaceEntry {
-    /// The stored record. The namespace lock of [`crate::Service`] serialises its writers.
-    record: RwLock<NamespaceRecord>,
+    /// The stored record, replaced as a whole on change so that readers take a cheap snapshot.
+    /// The namespace lock of [`crate::Service`] serialises its writers.
+    record: RwLock<Arc<NamespaceRecord>>,
     /// IMPORTANT: the write path rejects events before this time. A rollup raises it, then
     /// waits for the writer to drain, before it folds events older than it, so no event can
     /// land in a window that is being rolled up.
@@ -31,19 +32,21 @@ impl NamespaceEntry {
     pub fn new(record: NamespaceRecord) -> Self {
         let bound = record.sealed_until.as_micros();
         Self {
-            record: RwLock::new(record),
+            record: RwLock::new(Arc::new(record)),
             sealing_bound_micros: AtomicI64::new(bound),
         }
     }
 
-    pub fn record(&self) -> NamespaceRecord {
+    /// Returns a snapshot of the record.
+    pub fn record(&self) -> Arc<NamespaceRecord> {
         match self.record.read() {
-            Ok(record) => record.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(record) => Arc::clone(&record),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
     pub fn set_record(&self, record: NamespaceRecord) {
+        let record = Arc::new(record);
         match self.record.write() {
             Ok(mut guard) => *guard = record,
             Err(poisoned) => *poisoned.into_inner() = record,
@@ -89,7 +92,7 @@ impl SharedState {
             Err(poisoned) => poisoned.into_inner(),
         };
         let mut entries: Vec<_> = namespaces.values().cloned().collect();
-        entries.sort_by_key(|entry| entry.record().name);
+        entries.sort_by_key(|entry| entry.record().name.clone());
         entries
     }
 
@@ -98,6 +101,6 @@ impl SharedState {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        namespaces.insert(entry.record().name, entry);
+        namespaces.insert(entry.record().name.clone(), entry);
     }
 }
