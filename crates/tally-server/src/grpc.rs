@@ -21,6 +21,14 @@ impl GrpcService {
         Self { service }
     }
 
+    async fn add(&self, request: proto::AddCountRequest) -> Result<ChangeOutcome, Status> {
+        let token = token_input(request.idempotency_token);
+        self.service
+            .add(&request.namespace, &request.counter, request.delta, token)
+            .await
+            .map_err(status)
+    }
+
     /// Wraps this service in the generated tonic server with Tally's size limits.
     pub fn into_server(self) -> proto::tally_server::TallyServer<Self> {
         proto::tally_server::TallyServer::new(self)
@@ -200,13 +208,7 @@ impl Tally for GrpcService {
         &self,
         request: Request<proto::AddCountRequest>,
     ) -> Result<Response<proto::AddCountResponse>, Status> {
-        let request = request.into_inner();
-        let token = token_input(request.idempotency_token);
-        let outcome = self
-            .service
-            .add(&request.namespace, &request.counter, request.delta, token)
-            .await
-            .map_err(status)?;
+        let outcome = self.add(request.into_inner()).await?;
         Ok(Response::new(change_response(outcome)))
     }
 
@@ -214,13 +216,7 @@ impl Tally for GrpcService {
         &self,
         request: Request<proto::AddCountRequest>,
     ) -> Result<Response<proto::CountResponse>, Status> {
-        let request = request.into_inner();
-        let token = token_input(request.idempotency_token);
-        let outcome = self
-            .service
-            .add(&request.namespace, &request.counter, request.delta, token)
-            .await
-            .map_err(status)?;
+        let outcome = self.add(request.into_inner()).await?;
         Ok(Response::new(proto::CountResponse {
             value: outcome.value,
             event_id: outcome.event_id,

@@ -266,14 +266,23 @@ async fn get_count(
     Ok(Json(json!({ "namespace": namespace, "counter": counter, "value": value })).into_response())
 }
 
+/// Parses and applies one add; shared by `add` and `add-and-get`, which differ in the reply.
+async fn apply_add(
+    service: &Service,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ChangeOutcome, ApiError> {
+    let Path((namespace, counter)) = path?;
+    let (delta, token) = parse_add_body(&body?)?;
+    Ok(service.add(&namespace, &counter, delta, token).await?)
+}
+
 async fn add_count(
     State(service): State<Service>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let Path((namespace, counter)) = path?;
-    let (delta, token) = parse_add_body(&body?)?;
-    let outcome = service.add(&namespace, &counter, delta, token).await?;
+    let outcome = apply_add(&service, path, body).await?;
     Ok(Json(change_body(&outcome)).into_response())
 }
 
@@ -282,9 +291,7 @@ async fn add_and_get_count(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let Path((namespace, counter)) = path?;
-    let (delta, token) = parse_add_body(&body?)?;
-    let outcome = service.add(&namespace, &counter, delta, token).await?;
+    let outcome = apply_add(&service, path, body).await?;
     let body = json!({ "value": outcome.value, "event_id": outcome.event_id, "duplicate": outcome.duplicate });
     Ok(Json(body).into_response())
 }

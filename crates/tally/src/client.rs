@@ -95,7 +95,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Percent-encodes one path segment, so that names with `/`, spaces or non-ASCII survive.
-fn segment(name: &str) -> String {
+pub(crate) fn segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -126,6 +126,44 @@ async fn handle_connection(
     }
 }
 
+/// Changes waiting to go to the writer together, with what each one replies.
+#[derive(Default)]
+struct PendingChanges {
+    changes: Vec<crate::service::BatchChange>,
+    replies: Vec<ChangeReply>,
+}
+
+impl PendingChanges {
+    /// Sends the pending changes to the writer as one submission and writes their replies.
+    async fn flush(&mut self, service: &Service, session: &Session, out: &mut Vec<u8>) {
+        if self.changes.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.changes);
+        let replies = std::mem::take(&mut self.replies);
+        match service.apply_changes(&session.namespace, changes).await {
+            Err(error) => {
+                let reply = reply::service_error(&error);
+                for _ in &replies {
+                    reply.write_to(out);
+                }
+            }
+            Ok(outcomes) => {
+                for (outcome, reply_with) in outcomes.into_iter().zip(replies) {
+                    let reply = match (outcome, reply_with) {
+                        (Ok(outcome), ChangeReply::EventId) => {
+                            Reply::Integer(outcome.event_id as i64)
+                        }
+                        (Ok(outcome), ChangeReply::Value) => Reply::Integer(outcome.value),
+                        (Err(error), _) => reply::service_error(&error),
+                    };
+                    reply.write_to(out);
+                }
+            }
+        }
+    }
+}
+
 /// Answers commands in order; returns true after `QUIT`.
 async fn execute(
     service: &Service,
@@ -133,95 +171,28 @@ async fn execute(
     parsed: Vec<Command>,
     out: &mut Vec<u8>,
 ) -> bool {
-    let mut pending_changes = Vec::new();
-    let mut pending_replies = Vec::new();
+    let mut pending = PendingChanges::default();
     for command in parsed {
+        if let Command::Change { change, reply_with } = command {
+            pending.changes.push(change);
+            pending.replies.push(reply_with);
+            continue;
+        }
+
+        // Any other command keeps its place in the reply order, after the changes before it.
+        pending.flush(service, session, out).await;
         match command {
-            Command::Change { change, reply_with } => {
-                pending_changes.push(change);
-                pending_replies.push(Some(reply_with));
-            }
-            Command::Invalid(reply) => {
-                // Keep its place in the reply order without sending it to the writer.
-                flush_changes(
-                    service,
-                    session,
-                    &mut pending_changes,
-                    &mut pending_replies,
-                    out,
-                )
-                .await;
-                reply.write_to(out);
-            }
+            Command::Invalid(reply) => reply.write_to(out),
             Command::Quit => {
-                flush_changes(
-                    service,
-                    session,
-                    &mut pending_changes,
-                    &mut pending_replies,
-                    out,
-                )
-                .await;
                 Reply::Simple("OK").write_to(out);
                 return true;
             }
-            Command::Other(arguments) => {
-                flush_changes(
-                    service,
-                    session,
-                    &mut pending_changes,
-                    &mut pending_replies,
-                    out,
-                )
-                .await;
-                commands::execute_other(service, session, &arguments)
-                    .await
-                    .write_to(out);
-            }
+            Command::Other(arguments) => commands::execute_other(service, session, &arguments)
+                .await
+                .write_to(out),
+            Command::Change { .. } => {}
         }
     }
-    flush_changes(
-        service,
-        session,
-        &mut pending_changes,
-        &mut pending_replies,
-        out,
-    )
-    .await;
+    pending.flush(service, session, out).await;
     false
-}
-
-/// Sends the pending changes to the writer as one submission and writes their replies.
-async fn flush_changes(
-    service: &Service,
-    session: &Session,
-    changes: &mut Vec<crate::service::BatchChange>,
-    reply_kinds: &mut Vec<Option<ChangeReply>>,
-    out: &mut Vec<u8>,
-) {
-    if changes.is_empty() {
-        return;
-    }
-    let batch = std::mem::take(changes);
-    let kinds = std::mem::take(reply_kinds);
-    match service.apply_changes(&session.namespace, batch).await {
-        Err(error) => {
-            let reply = reply::service_error(&error);
-            for _ in &kinds {
-                reply.write_to(out);
-            }
-        }
-        Ok(outcomes) => {
-            for (outcome, kind) in outcomes.into_iter().zip(kinds) {
-                let reply = match (outcome, kind) {
-                    (Ok(outcome), Some(ChangeReply::EventId)) => {
-                        Reply::Integer(outcome.event_id as i64)
-                    }
-                    (Ok(outcome), _) => Reply::Integer(outcome.value),
-                    (Err(error), _) => reply::service_error(&error),
-                };
-                reply.write_to(out);
-            }
-        }
-    }
 }

@@ -2,6 +2,7 @@
 
 use super::report::Operation;
 use super::{BenchArgs, Target};
+use crate::client::segment;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use tally_server::proto;
@@ -28,19 +29,6 @@ pub enum Connection {
         connection: redis::aio::MultiplexedConnection,
         tally: bool,
     },
-}
-
-/// Percent-encodes a path segment.
-fn segment(name: &str) -> String {
-    name.bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                (byte as char).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
 }
 
 impl Connection {
