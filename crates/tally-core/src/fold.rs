@@ -72,7 +72,7 @@ pub struct CounterState {
     pub latest_event: Option<EventKey>,
 }
 
-/// What a clear does to a counter, decided from the in-memory state alone where possible.
+/// The effect of a clear on a counter, decided from the in-memory state alone where possible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClearEffect {
     /// A later clear exists: the value does not change.

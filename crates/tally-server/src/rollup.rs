@@ -1,11 +1,11 @@
 //! Rollups: folding sealed windows of the log into checkpoints, then applying retention.
 //!
 //! A window is sealed once its events are older than the namespace's accept limit, because the
-//! write path rejects such events. A rollup raises the namespace's sealing bound, waits for
-//! the writer to drain what it had already accepted, folds the events between the previous
-//! `sealed_until` and the new one into the checkpoints of their counters, and writes the
-//! checkpoints together with the new `sealed_until` atomically. Each event is therefore folded
-//! exactly once, and a restart replays only events at or after `sealed_until`.
+//! write path rejects such events. A rollup first raises the namespace's sealing bound and waits
+//! for the writer to drain what it had already accepted. It then folds the events between the
+//! previous `sealed_until` and the new one into the checkpoints of their counters. Finally it
+//! writes the checkpoints together with the new `sealed_until` atomically. Each event is
+//! therefore folded exactly once, and a restart replays only events at or after `sealed_until`.
 
 use crate::ServiceError;
 use crate::clock::Clock;
@@ -22,7 +22,7 @@ use tracing::{debug, info};
 /// every few events.
 const SEAL_STEP_SECONDS: i64 = 1;
 
-/// What one rollup pass did.
+/// Counts from one rollup pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollupReport {
     pub num_namespaces: usize,

@@ -347,7 +347,7 @@ impl Service {
     ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
         if items.len() > MAX_BATCH_ITEMS {
             return Err(ServiceError::TooLarge(format!(
-                "items: a batch holds at most {MAX_BATCH_ITEMS} items, got {}",
+                "items: a batch contains at most {MAX_BATCH_ITEMS} items, got {}",
                 items.len()
             )));
         }

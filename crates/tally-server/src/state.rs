@@ -1,4 +1,4 @@
-//! What a single node keeps in memory: namespaces and the exact running state of every counter.
+//! The in-memory state of a single node: namespaces and the exact running state of every counter.
 
 use dashmap::DashMap;
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ pub struct CounterEntry {
     pub state: CounterState,
 }
 
-/// A namespace as the service sees it.
+/// A namespace with its stored record and the sealing bound of its write path.
 pub struct NamespaceEntry {
     /// The stored record, replaced as a whole on change so that readers take a cheap snapshot.
     /// The namespace lock of [`crate::Service`] serialises its writers.

@@ -121,7 +121,7 @@ struct Writer {
     last_counter_id: CounterId,
 }
 
-/// What one group commit has decided so far, not yet visible to readers.
+/// The decisions of one group commit so far, not yet visible to readers.
 #[derive(Default)]
 struct PendingCommit {
     batch: AppendBatch,
@@ -131,7 +131,7 @@ struct PendingCommit {
     tokens: HashMap<(CounterId, String), TokenRecord>,
 }
 
-/// How one change was decided before the commit.
+/// The decision on one change before the commit.
 enum Decision {
     /// Final now: a rejection, or a duplicate of a token committed earlier.
     Done(Result<ChangeOutcome, ServiceError>),
@@ -300,7 +300,7 @@ impl Writer {
 
         // Accepted: claim the IDs and the token, and queue the event.
         // NOTE: IDs are not handed back when the commit fails, so event IDs are strictly
-        // increasing but may have gaps; nothing else depends on them being dense.
+        // increasing but may have gaps. Nothing depends on them being dense.
         self.last_event_id = event_id;
         if is_new {
             self.last_counter_id = counter_id;
@@ -322,7 +322,7 @@ impl Writer {
                 );
                 token.token.clone()
             }
-            // Not recorded as a token: nobody knows it, so nobody can retry with it.
+            // Not recorded as a token: the client never sees it, so it cannot retry with it.
             None => format!("server-{event_id}"),
         };
         pending.batch.events.push((
@@ -348,7 +348,7 @@ impl Writer {
         }))
     }
 
-    /// Looks a token up among the pending changes, then in the store. The flag says whether the
+    /// Looks a token up among the pending changes, then in the store. The flag is true while the
     /// claim is still pending.
     fn find_token(
         &self,

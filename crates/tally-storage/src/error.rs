@@ -1,6 +1,6 @@
 //! Storage errors.
 
-/// A failed storage operation. Unless it says otherwise, nothing of the failed write is visible.
+/// A failed storage operation. Unless a variant states otherwise, nothing of the failed write is visible.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {

@@ -1,4 +1,4 @@
-//! Storage of Tally's event log, tokens and checkpoints, behind a trait that knows no backend.
+//! Storage of Tally's event log, tokens and checkpoints, behind a trait that depends on no backend.
 //!
 //! - [`traits`]: [`EventStore`], the contract every backend keeps.
 //! - [`types`]: the records it stores ([`StoredEvent`], [`TokenRecord`], [`Checkpoint`], ...).

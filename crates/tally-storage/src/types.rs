@@ -40,7 +40,7 @@ pub struct StoredEvent {
     pub token: Box<str>,
 }
 
-/// What a token remembers of the change that claimed it, to tell a retry from a conflict.
+/// The change that claimed a token, kept to tell a retry from a conflict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenRecord {
     pub event_id: EventId,
@@ -79,7 +79,7 @@ pub struct RecoveredState {
     pub last_counter_id: CounterId,
 }
 
-/// Returns the start of the bucket that holds `time`.
+/// Returns the start of the bucket that contains `time`.
 pub fn bucket_of(time: EventTime) -> EventTime {
     time.floor_to(BUCKET_SECONDS)
 }

@@ -121,7 +121,7 @@ pub fn parse_batch_body(body: &[u8]) -> Result<Vec<BatchItem>, ServiceError> {
     };
     if items.len() > crate::service::MAX_BATCH_ITEMS {
         return Err(ServiceError::TooLarge(format!(
-            "items: a batch holds at most {} items, got {}",
+            "items: a batch contains at most {} items, got {}",
             crate::service::MAX_BATCH_ITEMS,
             items.len()
         )));

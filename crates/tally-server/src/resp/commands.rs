@@ -15,7 +15,7 @@ pub enum Command {
         change: BatchChange,
         reply_with: ChangeReply,
     },
-    /// Anything else, answered on its own, in order.
+    /// Any other command, executed on its own, in order.
     Other(Vec<Vec<u8>>),
     /// `QUIT`: reply OK, then close.
     Quit,
@@ -23,7 +23,7 @@ pub enum Command {
     Invalid(Reply),
 }
 
-/// What a change replies with.
+/// The reply of a change: the new value or the event ID.
 #[derive(Clone, Copy)]
 pub enum ChangeReply {
     Value,
@@ -138,7 +138,7 @@ pub struct Session {
     pub namespace: String,
 }
 
-/// Answers a command that is not a change.
+/// Executes a command that is not a change.
 pub async fn execute_other(
     service: &Service,
     session: &mut Session,

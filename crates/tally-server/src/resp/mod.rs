@@ -1,6 +1,6 @@
 //! The Redis protocol (RESP2) front end.
 //!
-//! Each connection reads into a buffer, parses every whole command in it, and answers them in
+//! Each connection reads into a buffer, parses every whole command in it, and replies to them in
 //! order. Consecutive adds and clears in a pipeline go to the writer together, so they share a
 //! group commit; any other command waits for the changes before it, so a `GET` after an `INCR`
 //! sees the increment.
@@ -164,7 +164,7 @@ impl PendingChanges {
     }
 }
 
-/// Answers commands in order; returns true after `QUIT`.
+/// Executes commands in order and writes their replies. Returns true after `QUIT`.
 async fn execute(
     service: &Service,
     session: &mut Session,
