@@ -3,7 +3,7 @@
 //! - [`traits`]: [`EventStore`], the contract every backend keeps.
 //! - [`types`]: the records it stores ([`StoredEvent`], [`TokenRecord`], [`Checkpoint`], ...).
 //! - [`embedded`]: [`EmbeddedStore`], the default backend on fjall in a local data directory.
-//! - [`memory`]: [`MemoryStore`], which proves the trait stands alone and serves tests.
+//! - [`memory`]: [`MemoryStore`], which proves the trait depends on no backend and serves tests.
 //! - [`fault`]: [`FaultInjection`], a wrapper that makes writes fail on demand, for tests.
 //! - [`encoding`]: the byte layout of keys and values in the embedded store.
 //! - [`error`]: the error type, [`StorageError`].

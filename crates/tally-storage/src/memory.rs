@@ -1,5 +1,5 @@
 //! An in-memory backend. It keeps the same contract as the embedded store without any I/O, so
-//! it proves that [`EventStore`] stands alone and lets tests of the layers above run fast.
+//! it proves that [`EventStore`] depends on no backend and lets tests of the layers above run fast.
 //! Everything is lost when it is dropped.
 
 use crate::StorageError;
