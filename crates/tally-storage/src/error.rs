@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
-    /// Another process holds the data directory.
+    /// Another process has the data directory open.
     #[error("the data directory {path} is in use by another tally process")]
     Locked { path: String },
 

@@ -99,6 +99,7 @@ fn resolve(args: &ServeArgs) -> Result<ServerConfig> {
         }
         None => ConfigFile::default(),
     };
+
     let default_http: SocketAddr = ([127, 0, 0, 1], 8080).into();
     let default_grpc: SocketAddr = ([127, 0, 0, 1], 50051).into();
     let mut config = ServerConfig::new(
@@ -113,6 +114,7 @@ fn resolve(args: &ServeArgs) -> Result<ServerConfig> {
             .or(file.grpc_listen)
             .unwrap_or(default_grpc),
     );
+
     let default_resp: SocketAddr = ([127, 0, 0, 1], 6380).into();
     let resp_off = args.no_resp || (args.resp_listen.is_none() && file.no_resp.unwrap_or(false));
     config.resp_listen = if resp_off {
@@ -131,6 +133,7 @@ fn resolve(args: &ServeArgs) -> Result<ServerConfig> {
         anyhow::ensure!(seconds > 0, "resp_idle_timeout_seconds must be at least 1");
         config.resp_idle_timeout = Duration::from_secs(seconds);
     }
+
     config.durability = match args.durability.or(file.durability) {
         Some(DurabilityArg::OsBuffer) => Durability::OsBuffer,
         Some(DurabilityArg::Sync) | None => Durability::Sync,

@@ -148,7 +148,7 @@ async fn send_http(
             Operation::Get => {
                 let response = client.get(counter_url).send().await?;
                 if response.status() == 404 {
-                    continue; // A counter not written yet is a valid answer.
+                    continue; // A counter not written yet is a valid result.
                 }
                 response
             }
