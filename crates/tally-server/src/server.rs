@@ -202,6 +202,9 @@ pub(crate) async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
 /// an over-long URI gets 414 from hyper or 413/414 from Tally instead of 431.
 const HTTP1_MAX_BUF_BYTES: usize = 2 * 1024 * 1024;
 
+/// How long a client may take to send a request head.
+const HTTP1_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves the HTTP API with hyper directly (not `axum::serve`) to set the HTTP/1 buffer limit.
 async fn serve_http(
     listener: TcpListener,
@@ -211,7 +214,12 @@ async fn serve_http(
     let router = crate::http::router(service);
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder.http1().max_buf_size(HTTP1_MAX_BUF_BYTES);
+    // A client that never finishes its request head is dropped after the timeout.
+    builder
+        .http1()
+        .max_buf_size(HTTP1_MAX_BUF_BYTES)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HTTP1_HEADER_READ_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stopped = wait_for_stop(stop);
     tokio::pin!(stopped);
