@@ -53,10 +53,13 @@ impl Connection {
             }
             Target::Resp | Target::Redis => {
                 let client = redis::Client::open(format!("redis://{}/", args.address))?;
+                // redis-rs gives up on a reply after 500 ms by default; a load generator must
+                // record a slow reply as latency, not as a failure.
                 let mut connection = client
                     .get_multiplexed_async_connection()
                     .await
                     .with_context(|| format!("cannot connect to {}", args.address))?;
+                connection.set_response_timeout(std::time::Duration::from_secs(60));
                 let tally = args.target == Target::Resp;
                 if tally && args.namespace != "default" {
                     redis::cmd("TALLY.NAMESPACE")
