@@ -231,7 +231,7 @@ impl Writer {
         pending: &mut PendingCommit,
     ) -> Result<Decision, ServiceError> {
         let record = change.namespace.record();
-        let key: CounterKey = (record.id, change.counter);
+        let key: CounterKey = (record.id, change.counter.clone());
         let existing = pending
             .counters
             .get(&key)
@@ -240,27 +240,8 @@ impl Writer {
 
         // A retried token is looked up before the time checks, so a retry of an applied change
         // succeeds even after its event time has aged past the accept limit.
-        if let (Some(entry), Some(token)) = (existing, &change.token)
-            && let Some(found) = self.find_token(record.id, entry.id, &token.token, pending)?
-        {
-            let (claimed, is_pending) = found;
-            let time_differs = token.client_time && claimed.event_time != token.event_time;
-            if claimed.kind != change.kind || time_differs {
-                return Err(ServiceError::TokenConflict {
-                    token: token.token.clone(),
-                    existing: describe(claimed),
-                });
-            }
-            let outcome = ChangeOutcome {
-                event_id: claimed.event_id,
-                value: entry.state.value,
-                duplicate: true,
-            };
-            return Ok(if is_pending {
-                Decision::Pending(outcome)
-            } else {
-                Decision::Done(Ok(outcome))
-            });
+        if let Some(decision) = self.decide_retry(&change, existing, pending)? {
+            return Ok(decision);
         }
 
         let event_time = change
@@ -270,82 +251,140 @@ impl Writer {
         check_event_time(&change.namespace, event_time, now)?;
 
         // Decide the new state before assigning any ID, so a rejection consumes nothing.
-        let event_id = self.last_event_id + 1;
         let event_key = EventKey {
             time: event_time,
-            id: event_id,
+            id: self.last_event_id + 1,
         };
-        let (counter_id, is_new) = match existing {
-            Some(entry) => (entry.id, false),
-            None => (self.last_counter_id + 1, true),
-        };
+        let counter_id = existing.map_or(self.last_counter_id + 1, |entry| entry.id);
         let state = existing.map_or_else(CounterState::default, |entry| entry.state);
-        let next_state = match change.kind {
-            EventKind::Add { delta } => state.with_add(event_key, delta)?,
+        let counter = (record.id, counter_id);
+        let next_state = self.next_state(state, change.kind, event_key, counter, pending)?;
+
+        let entry = CounterEntry {
+            id: counter_id,
+            state: next_state,
+        };
+        self.queue_event(change, key, entry, existing.is_none(), event_key, pending);
+        Ok(Decision::Pending(ChangeOutcome {
+            event_id: event_key.id,
+            value: next_state.value,
+            duplicate: false,
+        }))
+    }
+
+    /// Returns the decision for a change whose token was claimed before: a duplicate, or a
+    /// conflict when the change differs. Returns `None` for a token not seen on this counter.
+    fn decide_retry(
+        &self,
+        change: &ChangeRequest,
+        existing: Option<CounterEntry>,
+        pending: &PendingCommit,
+    ) -> Result<Option<Decision>, ServiceError> {
+        let (Some(entry), Some(token)) = (existing, &change.token) else {
+            return Ok(None);
+        };
+        let namespace_id = change.namespace.id();
+        let Some((claimed, is_pending)) =
+            self.find_token(namespace_id, entry.id, &token.token, pending)?
+        else {
+            return Ok(None);
+        };
+
+        let time_differs = token.client_time && claimed.event_time != token.event_time;
+        if claimed.kind != change.kind || time_differs {
+            return Err(ServiceError::TokenConflict {
+                token: token.token.clone(),
+                existing: describe(claimed),
+            });
+        }
+        let outcome = ChangeOutcome {
+            event_id: claimed.event_id,
+            value: entry.state.value,
+            duplicate: true,
+        };
+        Ok(Some(if is_pending {
+            Decision::Pending(outcome)
+        } else {
+            Decision::Done(Ok(outcome))
+        }))
+    }
+
+    /// Returns the counter's state after the change, or the range error that rejects it.
+    fn next_state(
+        &self,
+        state: CounterState,
+        kind: EventKind,
+        event_key: EventKey,
+        (namespace_id, counter_id): (tally_storage::NamespaceId, CounterId),
+        pending: &PendingCommit,
+    ) -> Result<CounterState, ServiceError> {
+        match kind {
+            EventKind::Add { delta } => Ok(state.with_add(event_key, delta)?),
             EventKind::Clear => {
                 let mut scan_error = None;
                 let next = state.with_clear(event_key, || {
-                    self.sum_adds_after(record.id, counter_id, event_key, pending)
+                    self.sum_adds_after(namespace_id, counter_id, event_key, pending)
                         .unwrap_or_else(|error| {
                             scan_error = Some(error);
                             0
                         })
                 });
-                if let Some(error) = scan_error {
-                    return Err(error);
+                match scan_error {
+                    Some(error) => Err(error),
+                    None => Ok(next?),
                 }
-                next?
             }
-        };
+        }
+    }
 
-        // Accepted: claim the IDs and the token, and queue the event.
+    /// Claims the event ID (and the counter ID of a new counter) and the token, and adds the
+    /// event to the pending commit.
+    fn queue_event(
+        &mut self,
+        change: ChangeRequest,
+        key: CounterKey,
+        entry: CounterEntry,
+        is_new: bool,
+        event_key: EventKey,
+        pending: &mut PendingCommit,
+    ) {
         // NOTE: IDs are not handed back when the commit fails, so event IDs are strictly
         // increasing but may have gaps. Nothing depends on them being dense.
-        self.last_event_id = event_id;
+        self.last_event_id = event_key.id;
         if is_new {
-            self.last_counter_id = counter_id;
+            self.last_counter_id = entry.id;
             pending.batch.new_counters.push(CounterRecord {
-                id: counter_id,
-                namespace_id: record.id,
+                id: entry.id,
+                namespace_id: key.0,
                 name: key.1.clone(),
             });
         }
-        let token_text = match &change.token {
+
+        let token_text = match change.token {
             Some(token) => {
-                pending.tokens.insert(
-                    (counter_id, token.token.clone()),
-                    TokenRecord {
-                        event_id,
-                        event_time,
-                        kind: change.kind,
-                    },
-                );
-                token.token.clone()
+                let record = TokenRecord {
+                    event_id: event_key.id,
+                    event_time: event_key.time,
+                    kind: change.kind,
+                };
+                pending
+                    .tokens
+                    .insert((entry.id, token.token.clone()), record);
+                token.token
             }
             // Not recorded as a token: the client never sees it, so it cannot retry with it.
-            None => format!("server-{event_id}"),
+            None => format!("server-{}", event_key.id),
         };
         pending.batch.events.push((
-            record.id,
+            key.0,
             StoredEvent {
-                counter_id,
+                counter_id: entry.id,
                 key: event_key,
                 kind: change.kind,
                 token: token_text.into(),
             },
         ));
-        pending.counters.insert(
-            key,
-            CounterEntry {
-                id: counter_id,
-                state: next_state,
-            },
-        );
-        Ok(Decision::Pending(ChangeOutcome {
-            event_id,
-            value: next_state.value,
-            duplicate: false,
-        }))
+        pending.counters.insert(key, entry);
     }
 
     /// Looks a token up among the pending changes, then in the store. The flag is true while the
