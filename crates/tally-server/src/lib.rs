@@ -3,6 +3,7 @@
 //! - [`service`]: [`Service`], the one API behind every front end.
 //! - [`writer`]: the group-commit write path ([`writer::WriterHandle`]).
 //! - [`rollup`]: checkpoints of sealed windows, retention and token expiry.
+//! - [`recovery`]: rebuilding the in-memory state at start.
 //! - [`state`]: what a single node keeps in memory.
 //! - [`http`]: the HTTP/JSON front end (axum), with its OpenAPI document.
 //! - [`grpc`]: the gRPC front end (tonic), package `tally.v1`.
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod recovery;
 pub mod resp;
 pub mod rollup;
 pub mod server;

@@ -4,13 +4,13 @@
 use crate::ServiceError;
 use crate::clock::Clock;
 use crate::rollup::{Rollup, RollupReport};
-use crate::state::{CounterEntry, NamespaceEntry, SharedState};
+use crate::state::{NamespaceEntry, SharedState};
 use crate::writer::{self, ChangeOutcome, ChangeRequest, WriterHandle};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tally_core::{
-    CounterName, CounterState, CounterType, Event, EventKind, EventTime, IdempotencyToken,
-    NamespaceConfig, NamespaceConfigPatch, NamespaceName,
+    CounterName, CounterType, EventKind, EventTime, IdempotencyToken, NamespaceConfig,
+    NamespaceConfigPatch, NamespaceName,
 };
 use tally_storage::{EventStore, NamespaceRecord};
 use tracing::info;
@@ -103,7 +103,8 @@ impl Service {
             state.insert_namespace(Arc::new(NamespaceEntry::new(record)));
         }
 
-        let num_events = replay(store.as_ref(), &state, &recovered, &namespace_ids)?;
+        let num_events =
+            crate::recovery::replay(store.as_ref(), &state, &recovered, &namespace_ids)?;
         info!(
             num_namespaces = state.all_namespaces().len(),
             num_counters = state.counters.len(),
@@ -474,58 +475,4 @@ async fn run_blocking<T: Send + 'static>(
         .await
         .map_err(|error| ServiceError::Unavailable(format!("storage task failed: {error}")))?
         .map_err(ServiceError::from)
-}
-
-/// Rebuilds every durable counter's running state from its checkpoint and the unsealed tail.
-fn replay(
-    store: &dyn EventStore,
-    state: &SharedState,
-    recovered: &tally_storage::RecoveredState,
-    namespaces: &HashMap<tally_storage::NamespaceId, NamespaceRecord>,
-) -> Result<u64, ServiceError> {
-    let mut tails: HashMap<tally_storage::CounterId, Vec<Event>> = HashMap::new();
-    let mut num_events = 0;
-    for record in namespaces.values() {
-        store.scan_events(
-            record.id,
-            record.sealed_until,
-            EventTime::from_micros(i64::MAX),
-            &mut |event| {
-                num_events += 1;
-                tails.entry(event.counter_id).or_default().push(Event {
-                    key: event.key,
-                    kind: event.kind,
-                });
-            },
-        )?;
-    }
-    let checkpoints: HashMap<_, _> = recovered.checkpoints.iter().copied().collect();
-    for counter in &recovered.counters {
-        let Some(namespace) = namespaces.get(&counter.namespace_id) else {
-            continue;
-        };
-        if !namespace.config.counter_type.is_durable() {
-            continue;
-        }
-        let checkpoint = checkpoints
-            .get(&counter.id)
-            .map(|c| c.fold)
-            .unwrap_or_default();
-        let tail = tails.remove(&counter.id).unwrap_or_default();
-        let counter_state =
-            CounterState::from_checkpoint_and_tail(checkpoint, &tail).map_err(|error| {
-                ServiceError::Unavailable(format!(
-                    "counter {} cannot be rebuilt: {error}",
-                    counter.name
-                ))
-            })?;
-        state.counters.insert(
-            (counter.namespace_id, counter.name.clone()),
-            CounterEntry {
-                id: counter.id,
-                state: counter_state,
-            },
-        );
-    }
-    Ok(num_events)
 }
