@@ -218,15 +218,19 @@ async fn saturated_server_rejects_fast() {
     let mut http = server.http_client();
     assert_eq!(http.get("default", &counter).await.unwrap(), total_applied);
 
-    // gRPC reports the same condition as RESOURCE_EXHAUSTED.
+    // gRPC reports the same condition as RESOURCE_EXHAUSTED. Connect first, so the burst is
+    // 300 requests multiplexed over 30 HTTP/2 connections, not 300 connection attempts.
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        clients.push(common::frontend::Grpc::connect(&server.grpc).await);
+    }
     let mut rejected_over_grpc = 0;
     for _ in 0..5 {
         let mut tasks = Vec::new();
-        for _ in 0..300 {
-            let address = server.grpc.clone();
+        for index in 0..300 {
+            let mut grpc = clients[index % clients.len()].clone();
             let counter = counter.clone();
             tasks.push(tokio::spawn(async move {
-                let mut grpc = common::frontend::Grpc::connect(&address).await;
                 grpc.add(
                     "default",
                     &counter,

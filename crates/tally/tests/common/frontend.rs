@@ -262,6 +262,8 @@ impl Frontend for Http {
 
 // ---- gRPC ----
 
+/// A gRPC client; clones share one HTTP/2 connection.
+#[derive(Clone)]
 pub struct Grpc {
     client: TallyClient<Channel>,
 }
