@@ -4,15 +4,22 @@ use crate::ValidationError;
 
 /// Parses a signed 64-bit decimal integer: an optional `-`, then ASCII digits, nothing else.
 ///
-/// A leading `+`, whitespace, a NUL byte, hexadecimal, exponents, fractions and values outside
-/// `i64` are rejected. Redis's own integer parser has the same rules, so Tally accepts the same
-/// texts on every front end.
+/// A leading `+`, leading zeros (`05`), `-0`, whitespace, a NUL byte, hexadecimal, exponents,
+/// fractions and values outside `i64` are rejected. These are the rules of Redis's integer
+/// parser (`string2ll` in Redis 7.0), so every front end accepts the texts Redis accepts.
 pub fn parse_delta(text: &[u8]) -> Result<i64, ValidationError> {
     let digits = text.strip_prefix(b"-").unwrap_or(text);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(ValidationError::new(
             "delta",
             "must be a decimal integer: an optional '-' followed by digits 0-9",
+        ));
+    }
+
+    if digits.len() > 1 && digits[0] == b'0' || text == b"-0" {
+        return Err(ValidationError::new(
+            "delta",
+            "must not have leading zeros or be written as -0",
         ));
     }
 
@@ -42,7 +49,10 @@ mod tests {
 
     #[test]
     fn delta_rejects_malformed_text() {
-        let rejected: [&[u8]; 17] = [
+        let rejected: [&[u8]; 20] = [
+            b"05",
+            b"-05",
+            b"-0",
             b"99\0abc",
             b"12abc",
             b" 12",

@@ -179,16 +179,29 @@ pub async fn execute_other(
             "ERR wrong number of arguments for '{}' command",
             name.to_lowercase()
         )),
-        _ => {
-            let shown = String::from_utf8_lossy(&arguments[0])
-                .chars()
-                .take(64)
-                .collect::<String>();
-            Reply::error(format!(
-                "ERR unknown command '{shown}', with args beginning with: "
-            ))
-        }
+        _ => unknown_command(arguments),
     }
+}
+
+/// Builds Redis's reply to an unknown command, which echoes the start of each argument.
+fn unknown_command(arguments: &[Vec<u8>]) -> Reply {
+    let shorten = |argument: &[u8]| {
+        String::from_utf8_lossy(argument)
+            .chars()
+            .take(64)
+            .collect::<String>()
+    };
+    let shown_arguments: String = arguments[1..]
+        .iter()
+        .map(|argument| format!("'{}' ", shorten(argument)))
+        .collect::<String>()
+        .chars()
+        .take(128)
+        .collect();
+    Reply::error(format!(
+        "ERR unknown command '{}', with args beginning with: {shown_arguments}",
+        shorten(&arguments[0])
+    ))
 }
 
 fn hello(args: &[Vec<u8>]) -> Reply {
