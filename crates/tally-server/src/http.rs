@@ -313,13 +313,24 @@ async fn add_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Path(namespace) = path?;
-    let items = parse_batch_body(&body?)?;
-    let outcomes = service.add_batch(&namespace, items).await?;
-    let results: Vec<Value> = outcomes
+    let parsed = parse_batch_body(&body?)?;
+
+    // Apply the well-formed items; the malformed ones keep their error in their place.
+    // The outcomes come back in the order of the valid items.
+    let valid: Vec<_> = parsed
         .iter()
-        .map(|outcome| match outcome {
-            Ok(outcome) => change_body(outcome),
+        .filter_map(|item| item.as_ref().ok().cloned())
+        .collect();
+    let mut outcomes = service.add_batch(&namespace, valid).await?.into_iter();
+    let results: Vec<Value> = parsed
+        .iter()
+        .map(|item| match item {
             Err(error) => error_body(error),
+            Ok(_) => match outcomes.next() {
+                Some(Ok(outcome)) => change_body(&outcome),
+                Some(Err(error)) => error_body(&error),
+                None => error_body(&ServiceError::Unavailable("missing outcome".into())),
+            },
         })
         .collect();
     Ok(Json(json!({ "results": results })).into_response())

@@ -64,3 +64,39 @@ async fn best_effort_lives_in_memory_only() {
     );
     assert_eq!(http.add_and_get("fast", "c", 1, None).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn batch_item_errors_stay_in_place() {
+    let server = TestServer::start();
+    let http = server.http_client();
+    let url = format!("{}/v1/namespaces/default/add-batch", server.http);
+    let body = r#"{"items": [
+        {"counter": "batch-a", "delta": 1},
+        {"counter": "batch-b", "delta": "x"},
+        {"counter": "", "delta": 1},
+        {"counter": "batch-a", "delta": 2}
+    ]}"#;
+    let (status, reply) = http
+        .raw(reqwest::Method::POST, &url, Some(body.into()))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+
+    let results = reply["results"].as_array().expect("results");
+    assert_eq!(results.len(), 4);
+    assert!(results[0]["event_id"].is_u64(), "{reply}");
+    assert_eq!(results[1]["error"]["code"], "invalid_argument", "{reply}");
+    assert!(
+        results[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("delta"),
+        "{reply}"
+    );
+    assert_eq!(results[2]["error"]["code"], "invalid_argument", "{reply}");
+    assert!(results[3]["event_id"].is_u64(), "{reply}");
+
+    let mut http = server.http_client();
+    assert_eq!(http.get("default", "batch-a").await.unwrap(), 3);
+    let missing = http.get("default", "batch-b").await.unwrap_err();
+    assert_eq!(missing.class, common::frontend::ErrorClass::NotFound);
+}

@@ -110,7 +110,9 @@ pub fn parse_clear_body(body: &[u8]) -> Result<Option<TokenInput>, ServiceError>
     parse_token_value(object.get("idempotency_token"))
 }
 
-pub fn parse_batch_body(body: &[u8]) -> Result<Vec<BatchItem>, ServiceError> {
+/// Parses a batch body. A malformed item becomes an error in its own place, so the other items
+/// are still applied; only a malformed body or an oversized batch fails the whole request.
+pub fn parse_batch_body(body: &[u8]) -> Result<Vec<Result<BatchItem, ServiceError>>, ServiceError> {
     let object = parse_object(body, false)?;
     reject_unknown(&object, &["items"], "body")?;
     let Some(Value::Array(items)) = object.get("items") else {
@@ -126,7 +128,7 @@ pub fn parse_batch_body(body: &[u8]) -> Result<Vec<BatchItem>, ServiceError> {
             items.len()
         )));
     }
-    items.iter().map(parse_batch_item).collect()
+    Ok(items.iter().map(parse_batch_item).collect())
 }
 
 fn parse_batch_item(item: &Value) -> Result<BatchItem, ServiceError> {
@@ -229,6 +231,15 @@ mod tests {
                 "{body}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn batch_item_errors_stay_in_place() {
+        let body = br#"{"items": [{"counter": "a", "delta": 1}, {"counter": "b", "delta": "x"}]}"#;
+        let items = parse_batch_body(body).unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(items[0].is_ok());
+        assert!(matches!(&items[1], Err(ServiceError::Invalid(e)) if e.field == "items[].delta"));
     }
 
     #[test]
