@@ -15,7 +15,7 @@ pub struct ServerArg {
 pub struct AddArgs {
     namespace: String,
     counter: String,
-    /// Signed 64-bit integer to add; negative values subtract (use `--` before them)
+    /// Signed 64-bit integer to add; negative values subtract
     #[arg(allow_negative_numbers = true)]
     delta: String,
     /// Idempotency token: a retry with the same token is applied once. Without it the add
@@ -53,7 +53,8 @@ pub struct ClearArgs {
 
 #[derive(Subcommand)]
 pub enum NamespaceCommand {
-    /// Create a namespace, or change its configuration
+    /// Create a namespace, or change its configuration. On an existing namespace, options left
+    /// out keep their current values; the defaults below apply to a new namespace.
     Create {
         name: String,
         /// eventual, accurate or best_effort [default: eventual]

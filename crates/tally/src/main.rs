@@ -23,7 +23,7 @@ enum Command {
     Add(client::AddArgs),
     /// Print a counter's value alone, for scripts.
     Get(client::GetArgs),
-    /// Reset a counter to 0.
+    /// Reset a counter to 0; prints nothing on success.
     Clear(client::ClearArgs),
     /// Create, show or list namespaces.
     #[command(subcommand)]
