@@ -302,8 +302,8 @@ start_server() {
         fatal "the server printed no 'listening http=... grpc=...' line within ${startup_timeout_seconds} s"
     fi
     # Traffic goes only to the loopback address that this script asked for.
-    if [[ ! $line =~ ^listening\ http=(127\.0\.0\.1:[0-9]+)\ grpc=(127\.0\.0\.1:[0-9]+)$ ]]; then
-        fatal "unexpected startup line (expected 'listening http=127.0.0.1:PORT grpc=127.0.0.1:PORT'): $line"
+    if [[ ! $line =~ ^listening\ http=(127\.0\.0\.1:[0-9]+)\ grpc=(127\.0\.0\.1:[0-9]+)(\ resp=127\.0\.0\.1:[0-9]+)?$ ]]; then
+        fatal "unexpected startup line (expected 'listening http=127.0.0.1:PORT grpc=127.0.0.1:PORT resp=127.0.0.1:PORT'): $line"
     fi
     http_address=${BASH_REMATCH[1]}
     grpc_address=${BASH_REMATCH[2]}
