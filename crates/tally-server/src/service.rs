@@ -310,6 +310,7 @@ impl Service {
             .await
     }
 
+    /// Applies one add or clear: a batch of one, so single calls and batches share one path.
     async fn change(
         &self,
         namespace: &str,
@@ -317,21 +318,12 @@ impl Service {
         kind: EventKind,
         token: Option<TokenInput>,
     ) -> Result<ChangeOutcome, ServiceError> {
-        let entry = self.namespace(namespace)?;
-        let name = CounterName::parse(counter)?;
-        let now = self.clock.now();
-        let token = parse_token(token.as_ref(), now)?;
-        if !entry.record().config.counter_type.is_durable() {
-            return self.change_best_effort(&entry, name, kind);
-        }
-        let request = ChangeRequest {
-            namespace: entry,
-            counter: name,
+        let change = BatchChange {
+            counter: counter.to_owned(),
             kind,
             token,
-            received_at: now,
         };
-        let mut outcomes = self.writer.submit(vec![request]).await?;
+        let mut outcomes = self.apply_changes(namespace, vec![change]).await?;
         outcomes.pop().unwrap_or_else(|| {
             Err(ServiceError::Unavailable(
                 "the writer returned no outcome".into(),

@@ -1,4 +1,4 @@
-//! A first check that the harness starts the binary and both front ends answer.
+//! A first check that the harness starts the binary and both front ends reply.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -99,4 +99,18 @@ async fn batch_item_errors_stay_in_place() {
     assert_eq!(http.get("default", "batch-a").await.unwrap(), 3);
     let missing = http.get("default", "batch-b").await.unwrap_err();
     assert_eq!(missing.class, common::frontend::ErrorClass::NotFound);
+}
+
+#[tokio::test]
+async fn list_rejects_bad_limit() {
+    let server = TestServer::start();
+    let http = server.http_client();
+    for query in ["limit=abc", "limit=-1"] {
+        let url = format!("{}/v1/namespaces/default/counters?{query}", server.http);
+        let (status, body) = http.raw(reqwest::Method::GET, &url, None).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_argument", "{query}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("limit"), "{query}: {message}");
+    }
 }
