@@ -5,7 +5,7 @@ use crate::EventTime;
 /// A server-assigned, strictly increasing sequence number of the log.
 pub type EventId = u64;
 
-/// What an event does to its counter.
+/// The change an event makes to its counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Add { delta: i64 },

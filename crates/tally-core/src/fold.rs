@@ -165,13 +165,13 @@ mod tests {
         }
     }
 
-    /// The definition of a value: the sum of the adds after the latest clear, in key order.
+    /// Computes a value by its definition: the sum of the adds after the latest clear, in key order.
     fn value_by_definition(events: &[Event]) -> i128 {
         Fold::default().with_events(events).sum
     }
 
-    /// Applies events in arrival order to a `CounterState`, rejecting out-of-range changes the
-    /// way the write path does; returns the state and the events that were accepted.
+    /// Applies events in arrival order to a `CounterState` and rejects out-of-range changes as the
+    /// write path does. Returns the state and the events that were accepted.
     fn apply_in_arrival_order(events: &[Event]) -> (CounterState, Vec<Event>) {
         let mut state = CounterState::default();
         let mut accepted: Vec<Event> = Vec::new();

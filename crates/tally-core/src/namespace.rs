@@ -8,7 +8,7 @@ use std::str::FromStr;
 const HOUR_SECONDS: i64 = 3600;
 const DAY_SECONDS: i64 = 24 * HOUR_SECONDS;
 
-/// How a namespace stores its counters.
+/// The storage of a namespace's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CounterType {

@@ -4,7 +4,7 @@ use tally_core::ValidationError;
 use tally_core::fold::OutOfRange;
 use tally_storage::StorageError;
 
-/// Why a request failed. Each variant states whether the change certainly did not happen: only
+/// The reason a request failed. Each variant states whether the change certainly did not happen: only
 /// [`ServiceError::Unavailable`] after a write leaves the client unsure, and even then a retry
 /// with the same token is safe, because a token is claimed only together with its event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +47,7 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    /// A stable, machine-readable code, the same on every front end.
+    /// Returns a stable, machine-readable code, the same on every front end.
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::Invalid(_) => "invalid_argument",

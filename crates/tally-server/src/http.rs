@@ -2,7 +2,7 @@
 //!
 //! Bodies are parsed by hand from `serde_json::Value` so that every error names its field, and
 //! unknown fields are rejected so that a typo never passes silently. Integers are plain JSON
-//! numbers and keep all 64 bits; a delta may also be a JSON string of decimal digits, for
+//! numbers and keep all 64 bits. A delta may also be a JSON string of decimal digits, for
 //! clients whose JSON numbers are doubles.
 
 pub mod body;

@@ -53,7 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// What the test knows: every event the service acknowledged, and every token it claimed.
+/// The test's record of every event the service acknowledged and every token it claimed.
 #[derive(Default)]
 struct Model {
     events: HashMap<u8, Vec<(EventKey, EventKind)>>,

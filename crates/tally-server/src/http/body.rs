@@ -111,7 +111,7 @@ pub fn parse_clear_body(body: &[u8]) -> Result<Option<TokenInput>, ServiceError>
 }
 
 /// Parses a batch body. A malformed item becomes an error in its own place, so the other items
-/// are still applied; only a malformed body or an oversized batch fails the whole request.
+/// are still applied. Only a malformed body or an oversized batch fails the whole request.
 pub fn parse_batch_body(body: &[u8]) -> Result<Vec<Result<BatchItem, ServiceError>>, ServiceError> {
     let object = parse_object(body, false)?;
     reject_unknown(&object, &["items"], "body")?;

@@ -12,7 +12,7 @@ pub const MAX_BULK_BYTES: usize = 1024 * 1024;
 /// Maximum length of an inline command line.
 pub const MAX_INLINE_BYTES: usize = 64 * 1024;
 
-/// A request that breaks the protocol; the connection is closed after the error reply, as
+/// A request that breaks the protocol. The connection is closed after the error reply, as
 /// Redis does, because the rest of the stream cannot be framed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError(pub String);

@@ -3,7 +3,7 @@
 //! Each connection reads into a buffer, parses every whole command in it, and replies to them in
 //! order. Consecutive adds and clears in a pipeline go to the writer together, so they share a
 //! group commit; any other command waits for the changes before it, so a `GET` after an `INCR`
-//! sees the increment.
+//! returns the incremented value.
 
 mod commands;
 pub mod frame;

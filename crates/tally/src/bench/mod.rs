@@ -16,7 +16,7 @@ use target::Connection;
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
-    /// What to load: Tally over http, grpc or resp, or a plain Redis server (redis)
+    /// System under load: Tally over http, grpc or resp, or a plain Redis server (redis)
     #[arg(long, value_enum)]
     pub target: Target,
 
@@ -52,7 +52,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100_000)]
     pub counters: u64,
 
-    /// How keys are chosen
+    /// Distribution of the keys
     #[arg(long, value_enum, default_value = "uniform")]
     pub distribution: Distribution,
 

@@ -195,7 +195,7 @@ pub struct Spawned {
     pub resp: String,
 }
 
-/// A fresh token for each call, unique across tests in one run.
+/// Returns a fresh name for each call, unique across tests in one run.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
