@@ -25,8 +25,8 @@ pub struct ChangeRequest {
     pub namespace: Arc<NamespaceEntry>,
     pub counter: CounterName,
     pub kind: EventKind,
-    /// `None` when the client sent no token: the server makes one, and the change cannot be
-    /// recognised on retry.
+    /// `None` when the client sent no token: the event is stored without one, and the change
+    /// cannot be recognised on retry.
     pub token: Option<IdempotencyToken>,
     /// The event time to use when there is no token.
     pub received_at: EventTime,
@@ -370,10 +370,10 @@ impl Writer {
                 pending
                     .tokens
                     .insert((entry.id, token.token.clone()), record);
-                token.token
+                Some(token.token.into_boxed_str())
             }
-            // Not recorded as a token: the client never sees it, so it cannot retry with it.
-            None => format!("server-{}", event_key.id),
+            // Nothing to index: without a token the change cannot be recognised on retry.
+            None => None,
         };
         pending.batch.events.push((
             key.0,
@@ -381,7 +381,7 @@ impl Writer {
                 counter_id: entry.id,
                 key: event_key,
                 kind: change.kind,
-                token: token_text.into(),
+                token: token_text,
             },
         ));
         pending.counters.insert(key, entry);

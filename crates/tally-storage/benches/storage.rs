@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the embedded store: the byte encoding of events and tokens, and group
-//! commits of 1, 100 and 1000 events with their tokens.
+//! Micro-benchmarks of the embedded store: the byte encoding of events (as slice records of
+//! 100 events) and tokens, and group commits of 1, 100 and 1000 events with their tokens.
 //!
 //! Run with `cargo bench -p tally-storage --bench storage`. The append benchmarks write into a
 //! fresh temporary directory, so their numbers depend on the disk behind `$TMPDIR`.
@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::Duration;
 use tally_core::{EventKey, EventKind, EventTime};
 use tally_storage::encoding::{
-    decode_event, decode_token, event_key, event_value, token_key, token_value,
+    decode_slice_record, decode_token, slice_record_key, slice_record_value, token_key, token_value,
 };
 use tally_storage::{
     AppendBatch, CounterId, Durability, EmbeddedStore, EventStore, NamespaceId, StoredEvent,
@@ -29,8 +29,8 @@ const NUM_COUNTERS: u64 = 100;
 const BATCH_SIZES: [u64; 3] = [1, 100, 1000];
 
 /// Returns a token of 36 bytes in the shape of a UUID, as clients that use UUIDs send.
-fn token_for(id: u64) -> Box<str> {
-    format!("00000000-0000-4000-8000-{id:012x}").into()
+fn token_for(id: u64) -> Option<Box<str>> {
+    Some(format!("00000000-0000-4000-8000-{id:012x}").into())
 }
 
 fn stored_event(id: u64) -> StoredEvent {
@@ -47,11 +47,15 @@ fn stored_event(id: u64) -> StoredEvent {
     }
 }
 
-fn encode_and_decode(c: &mut Criterion) {
-    let event = stored_event(42);
-    let encoded_key = event_key(event.key);
-    let encoded_value = event_value(&event);
+/// Number of events in the slice record of the encoding benchmarks.
+const RECORD_EVENTS: u64 = 100;
 
+fn encode_and_decode(c: &mut Criterion) {
+    let events: Vec<StoredEvent> = (1..=RECORD_EVENTS).map(stored_event).collect();
+    let refs: Vec<&StoredEvent> = events.iter().collect();
+    let slice_start = EventTime::from_micros(BASE_MICROS);
+    let encoded_value = slice_record_value(slice_start, 1, &refs);
+    let event = &events[0];
     let counter_id: CounterId = event.counter_id;
     let token = TokenRecord {
         event_id: event.key.id,
@@ -59,25 +63,33 @@ fn encode_and_decode(c: &mut Criterion) {
         kind: event.kind,
     };
     let encoded_token = token_value(&token);
+    let token_text = event.token.as_deref().unwrap_or_default();
 
     let mut group = c.benchmark_group("encoding");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("encode_event", |b| {
+    group.throughput(Throughput::Elements(RECORD_EVENTS));
+    group.bench_function("encode_slice_record", |b| {
         b.iter(|| {
-            let event = black_box(&event);
-            (event_key(event.key), event_value(event))
+            (
+                slice_record_key(slice_start, 1),
+                slice_record_value(slice_start, 1, black_box(&refs)),
+            )
         });
     });
-    group.bench_function("decode_event", |b| {
-        b.iter(|| decode_event(black_box(&encoded_key), black_box(&encoded_value)));
+    group.bench_function("decode_slice_record", |b| {
+        let mut decoded = Vec::with_capacity(events.len());
+        b.iter(|| {
+            decoded.clear();
+            decode_slice_record(slice_start, black_box(&encoded_value), &mut decoded)
+        });
     });
+    group.throughput(Throughput::Elements(1));
     group.bench_function("encode_token", |b| {
         b.iter(|| {
             (
                 token_key(
                     black_box(NAMESPACE_ID),
                     black_box(counter_id),
-                    black_box(&event.token),
+                    black_box(token_text),
                 ),
                 token_value(black_box(&token)),
             )

@@ -10,16 +10,17 @@ use crate::encoding::{self, bucket_keyspace_name, parse_bucket_keyspace_name};
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
-    NamespaceRecord, RecoveredState, StoredEvent, TokenRecord, bucket_of,
+    NamespaceRecord, RecoveredState, StoredEvent, TokenRecord, bucket_of, slice_of,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use tally_core::{CounterName, EventTime};
 use tracing::{error, info};
 
-const FORMAT_VERSION: u32 = 1;
+/// Version 2 writes the events of a slice as one record; version 1 wrote one key per event.
+const FORMAT_VERSION: u32 = 2;
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_LAST_EVENT_ID: &[u8] = b"last_event_id";
 const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
@@ -184,6 +185,45 @@ impl EmbeddedStore {
     }
 }
 
+/// Groups a batch's events by namespace and slice, keeping their order within each group.
+fn group_by_slice(
+    events: &[(NamespaceId, StoredEvent)],
+) -> BTreeMap<(NamespaceId, EventTime), Vec<&StoredEvent>> {
+    let mut groups: BTreeMap<_, Vec<&StoredEvent>> = BTreeMap::new();
+    for (namespace_id, event) in events {
+        groups
+            .entry((*namespace_id, slice_of(event.key.time)))
+            .or_default()
+            .push(event);
+    }
+    groups
+}
+
+/// The events of one slice, collected from all its records, which were written by different
+/// group commits and so are not in time order.
+#[derive(Default)]
+struct SliceEvents {
+    start: Option<EventTime>,
+    events: Vec<StoredEvent>,
+}
+
+impl SliceEvents {
+    /// Visits the collected events inside `[from, until)` in key order and empties the slice.
+    fn visit_in_order(
+        &mut self,
+        from: EventTime,
+        until: EventTime,
+        visit: &mut dyn FnMut(StoredEvent),
+    ) {
+        self.events.sort_unstable_by_key(|event| event.key);
+        for event in self.events.drain(..) {
+            if event.key.time >= from && event.key.time < until {
+                visit(event);
+            }
+        }
+    }
+}
+
 fn read_failed(error: fjall::Error) -> StorageError {
     match error {
         fjall::Error::Poisoned => StorageError::Poisoned,
@@ -249,23 +289,27 @@ impl EventStore for EmbeddedStore {
                 counter.id.to_be_bytes(),
             );
         }
-        for (namespace_id, event) in &append.events {
-            let bucket = self.bucket(*namespace_id, event.key.time)?;
+        for ((namespace_id, slice_start), events) in group_by_slice(&append.events) {
+            let bucket = self.bucket(namespace_id, slice_start)?;
+            let first_id = events.iter().map(|event| event.key.id).min().unwrap_or(0);
             batch.insert(
                 &bucket,
-                encoding::event_key(event.key),
-                encoding::event_value(event),
+                encoding::slice_record_key(slice_start, first_id),
+                encoding::slice_record_value(slice_start, first_id, &events),
             );
-            let token = TokenRecord {
-                event_id: event.key.id,
-                event_time: event.key.time,
-                kind: event.kind,
-            };
-            batch.insert(
-                &self.tokens,
-                encoding::token_key(*namespace_id, event.counter_id, &event.token),
-                encoding::token_value(&token),
-            );
+            for event in events {
+                let Some(token) = &event.token else { continue };
+                let record = TokenRecord {
+                    event_id: event.key.id,
+                    event_time: event.key.time,
+                    kind: event.kind,
+                };
+                batch.insert(
+                    &self.tokens,
+                    encoding::token_key(namespace_id, event.counter_id, token),
+                    encoding::token_value(&record),
+                );
+            }
         }
         batch.insert(
             &self.meta,
@@ -300,14 +344,24 @@ impl EventStore for EmbeddedStore {
         until: EventTime,
         visit: &mut dyn FnMut(StoredEvent),
     ) -> Result<(), StorageError> {
-        let start = encoding::time_prefix(from);
+        if from >= until {
+            return Ok(());
+        }
+        let start = encoding::time_prefix(slice_of(from));
         let end = encoding::time_prefix(until);
+        let mut slice = SliceEvents::default();
         for bucket in self.buckets_between(namespace_id, from, until)? {
             for item in bucket.range(start..end) {
                 let (key, value) = item.into_inner().map_err(read_failed)?;
-                visit(encoding::decode_event(&key, &value)?);
+                let slice_start = encoding::decode_slice_record_key(&key)?;
+                if slice.start != Some(slice_start) {
+                    slice.visit_in_order(from, until, visit);
+                    slice.start = Some(slice_start);
+                }
+                encoding::decode_slice_record(slice_start, &value, &mut slice.events)?;
             }
         }
+        slice.visit_in_order(from, until, visit);
         Ok(())
     }
 

@@ -8,12 +8,14 @@
 //! | `counters` | namespace id u32, name | counter id u64 |
 //! | `checkpoints` | counter id u64 | sum i128, cleared u8, sealed_until i64, last event ID u64 |
 //! | `tokens` | namespace id u32, counter id u64, token | event time i64, event ID u64, kind u8, delta i64 |
-//! | `events_{namespace id}_{bucket start}` | event time i64, event ID u64 | counter id u64, kind u8, delta i64, token |
+//! | `events_{namespace id}_{bucket start}` | slice start i64, first event ID u64 | the slice's events of one group commit, see [`slice_record_value`] |
 
 use crate::StorageError;
 use crate::types::{Checkpoint, CounterId, NamespaceId, NamespaceRecord, StoredEvent, TokenRecord};
 use tally_core::fold::Fold;
-use tally_core::{CounterType, EventKey, EventKind, EventTime, NamespaceConfig, NamespaceName};
+use tally_core::{
+    CounterType, EventId, EventKey, EventKind, EventTime, NamespaceConfig, NamespaceName,
+};
 
 const KIND_ADD: u8 = 1;
 const KIND_CLEAR: u8 = 2;
@@ -55,6 +57,29 @@ impl<'a> Reader<'a> {
 
     pub fn i128(&mut self) -> Result<i128, StorageError> {
         Ok(i128::from_be_bytes(self.take()?))
+    }
+
+    /// Reads an unsigned LEB128 varint of at most ten bytes.
+    pub fn varint(&mut self) -> Result<u64, StorageError> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(self.corrupt("varint is longer than ten bytes".into()))
+    }
+
+    /// Reads `len` bytes of UTF-8 text.
+    pub fn utf8(&mut self, len: usize) -> Result<&'a str, StorageError> {
+        if len > self.bytes.len() {
+            return Err(self.corrupt(format!("record ends early, expected {len} more bytes")));
+        }
+        let (text, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        std::str::from_utf8(text).map_err(|_| self.corrupt("text is not valid UTF-8".into()))
     }
 
     pub fn rest_utf8(self) -> Result<&'a str, StorageError> {
@@ -100,39 +125,126 @@ fn decode_kind(reader: &mut Reader<'_>) -> Result<EventKind, StorageError> {
     }
 }
 
-pub fn event_key(key: EventKey) -> [u8; 16] {
+/// Returns the key of a slice record: the slice start and the first event ID of the record.
+/// Records of one slice sort together, and slices sort by time.
+pub fn slice_record_key(slice_start: EventTime, first_event_id: EventId) -> [u8; 16] {
     let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&encode_ordered_i64(key.time.as_micros()));
-    bytes[8..].copy_from_slice(&key.id.to_be_bytes());
+    bytes[..8].copy_from_slice(&encode_ordered_i64(slice_start.as_micros()));
+    bytes[8..].copy_from_slice(&first_event_id.to_be_bytes());
     bytes
+}
+
+/// Returns the slice start of a slice record key.
+pub fn decode_slice_record_key(key: &[u8]) -> Result<EventTime, StorageError> {
+    Ok(EventTime::from_micros(Reader::new("events", key).i64()?))
 }
 
 pub fn time_prefix(time: EventTime) -> [u8; 8] {
     encode_ordered_i64(time.as_micros())
 }
 
-pub fn event_value(event: &StoredEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(17 + event.token.len());
-    out.extend_from_slice(&event.counter_id.to_be_bytes());
-    encode_kind(event.kind, &mut out);
-    out.extend_from_slice(event.token.as_bytes());
+const EVENT_FLAG_TOKEN: u8 = 0x80;
+
+/// Encodes the events of one slice, all with times at or after `slice_start` and IDs at or
+/// after `first_id`. Per event: time after the slice start (µs) and ID after the first
+/// event's, both as LEB128 varints, then the counter ID (varint), a tag byte (kind, plus
+/// [`EVENT_FLAG_TOKEN`] when a client token follows), the delta of an add (zigzag varint) and
+/// the token (varint length, UTF-8).
+pub fn slice_record_value(
+    slice_start: EventTime,
+    first_id: EventId,
+    events: &[&StoredEvent],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + events.len() * 16);
+    put_varint(&mut out, events.len() as u64);
+    put_varint(&mut out, first_id);
+    for event in events {
+        debug_assert!(event.key.time >= slice_start && event.key.id >= first_id);
+        let offset = event.key.time.as_micros() - slice_start.as_micros();
+        put_varint(&mut out, offset as u64);
+        put_varint(&mut out, event.key.id - first_id);
+        put_varint(&mut out, event.counter_id);
+        let flag = if event.token.is_some() {
+            EVENT_FLAG_TOKEN
+        } else {
+            0
+        };
+        match event.kind {
+            EventKind::Add { delta } => {
+                out.push(KIND_ADD | flag);
+                put_varint(&mut out, zigzag(delta));
+            }
+            EventKind::Clear => out.push(KIND_CLEAR | flag),
+        }
+        if let Some(token) = &event.token {
+            put_varint(&mut out, token.len() as u64);
+            out.extend_from_slice(token.as_bytes());
+        }
+    }
     out
 }
 
-pub fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, StorageError> {
-    let mut key_reader = Reader::new("events", key);
-    let time = EventTime::from_micros(key_reader.i64()?);
-    let id = key_reader.u64()?;
+/// Decodes a slice record written by [`slice_record_value`], appending its events to `out`.
+pub fn decode_slice_record(
+    slice_start: EventTime,
+    value: &[u8],
+    out: &mut Vec<StoredEvent>,
+) -> Result<(), StorageError> {
     let mut reader = Reader::new("events", value);
-    let counter_id = reader.u64()?;
-    let kind = decode_kind(&mut reader)?;
-    let token = reader.rest_utf8()?.into();
-    Ok(StoredEvent {
-        counter_id,
-        key: EventKey { time, id },
-        kind,
-        token,
-    })
+    let count = reader.varint()?;
+    let first_id = reader.varint()?;
+    out.reserve(usize::try_from(count).unwrap_or(0).min(value.len()));
+    for _ in 0..count {
+        let offset = reader.varint()?;
+        let time = i64::try_from(offset)
+            .ok()
+            .and_then(|offset| slice_start.as_micros().checked_add(offset))
+            .ok_or_else(|| reader.corrupt(format!("event time offset {offset} is out of range")))?;
+        let id = first_id
+            .checked_add(reader.varint()?)
+            .ok_or_else(|| reader.corrupt("event ID is out of range".into()))?;
+        let counter_id = reader.varint()?;
+        let tag = reader.u8()?;
+        let kind = match tag & !EVENT_FLAG_TOKEN {
+            KIND_ADD => EventKind::Add {
+                delta: unzigzag(reader.varint()?),
+            },
+            KIND_CLEAR => EventKind::Clear,
+            other => return Err(reader.corrupt(format!("unknown event kind {other}"))),
+        };
+        let token = if tag & EVENT_FLAG_TOKEN != 0 {
+            let len = usize::try_from(reader.varint()?).unwrap_or(usize::MAX);
+            Some(reader.utf8(len)?.into())
+        } else {
+            None
+        };
+        out.push(StoredEvent {
+            counter_id,
+            key: EventKey {
+                time: EventTime::from_micros(time),
+                id,
+            },
+            kind,
+            token,
+        });
+    }
+    Ok(())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
 
 pub fn counter_key(namespace_id: NamespaceId, name: &str) -> Vec<u8> {
@@ -275,19 +387,85 @@ mod tests {
         }
     }
 
-    #[test]
-    fn event_round_trips() {
-        let event = StoredEvent {
-            counter_id: 42,
+    fn stored(
+        counter_id: u64,
+        micros: i64,
+        id: u64,
+        kind: EventKind,
+        token: Option<&str>,
+    ) -> StoredEvent {
+        StoredEvent {
+            counter_id,
             key: EventKey {
-                time: EventTime::from_micros(-3),
-                id: 9,
+                time: EventTime::from_micros(micros),
+                id,
             },
-            kind: EventKind::Add { delta: i64::MIN },
-            token: "t\u{e4}".into(),
-        };
-        let decoded = decode_event(&event_key(event.key), &event_value(&event)).unwrap();
-        assert_eq!(decoded, event);
+            kind,
+            token: token.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn slice_record_round_trips() {
+        let slice = EventTime::from_micros(-1_000_000);
+        let events = vec![
+            stored(
+                42,
+                -3,
+                9,
+                EventKind::Add { delta: i64::MIN },
+                Some("t\u{e4}"),
+            ),
+            stored(
+                u64::MAX,
+                -1_000_000,
+                7,
+                EventKind::Add { delta: i64::MAX },
+                None,
+            ),
+            stored(1, -999_999, u64::MAX, EventKind::Clear, Some("")),
+            stored(0, -500_000, 8, EventKind::Add { delta: -1 }, None),
+        ];
+        let refs: Vec<&StoredEvent> = events.iter().collect();
+        let value = slice_record_value(slice, 7, &refs);
+        let mut decoded = Vec::new();
+        decode_slice_record(slice, &value, &mut decoded).unwrap();
+        assert_eq!(decoded, events);
+    }
+
+    #[test]
+    fn truncated_slice_record_is_corrupt() {
+        let slice = EventTime::from_micros(0);
+        let events = [stored(
+            3,
+            5,
+            1,
+            EventKind::Add { delta: 300 },
+            Some("token"),
+        )];
+        let value = slice_record_value(slice, 1, &[&events[0]]);
+        for len in 0..value.len() {
+            let error = decode_slice_record(slice, &value[..len], &mut Vec::new()).unwrap_err();
+            assert!(
+                matches!(error, StorageError::Corrupt { .. }),
+                "length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn slice_record_keys_sort_by_slice_then_id() {
+        let keys = [
+            slice_record_key(EventTime::from_micros(-1_000_000), 5),
+            slice_record_key(EventTime::from_micros(0), 1),
+            slice_record_key(EventTime::from_micros(0), 2),
+            slice_record_key(EventTime::from_micros(1_000_000), 0),
+        ];
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(
+            decode_slice_record_key(&keys[0]).unwrap(),
+            EventTime::from_micros(-1_000_000)
+        );
     }
 
     #[test]

@@ -23,5 +23,5 @@ pub use memory::MemoryStore;
 pub use traits::EventStore;
 pub use types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
-    NamespaceRecord, RecoveredState, StoredEvent, TokenRecord,
+    NamespaceRecord, RecoveredState, SLICE_SECONDS, StoredEvent, TokenRecord, bucket_of, slice_of,
 };

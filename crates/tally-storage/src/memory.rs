@@ -83,15 +83,16 @@ impl EventStore for MemoryStore {
             );
         }
         for (namespace_id, event) in &batch.events {
-            let token = TokenRecord {
-                event_id: event.key.id,
-                event_time: event.key.time,
-                kind: event.kind,
-            };
-            inner.tokens.insert(
-                (*namespace_id, event.counter_id, event.token.to_string()),
-                token,
-            );
+            if let Some(token) = &event.token {
+                let record = TokenRecord {
+                    event_id: event.key.id,
+                    event_time: event.key.time,
+                    kind: event.kind,
+                };
+                inner
+                    .tokens
+                    .insert((*namespace_id, event.counter_id, token.to_string()), record);
+            }
             inner
                 .events
                 .entry((*namespace_id, bucket_of(event.key.time)))

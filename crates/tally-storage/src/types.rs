@@ -11,6 +11,11 @@ pub type NamespaceId = u32;
 /// A counter's number, assigned when its first event is written.
 pub type CounterId = u64;
 
+/// Length of a time slice. Within a bucket, the embedded store writes the events of one group
+/// commit that fall into the same slice as one record, so a commit costs a few writes instead of
+/// one per event, and a range scan still reads only the slices it needs.
+pub const SLICE_SECONDS: i64 = 1;
+
 /// Length of a time bucket. The log of each namespace is split into buckets of this length
 /// by event time, so retention drops whole buckets and a range scan touches few of them.
 pub const BUCKET_SECONDS: i64 = 3600;
@@ -37,7 +42,9 @@ pub struct StoredEvent {
     pub counter_id: CounterId,
     pub key: EventKey,
     pub kind: EventKind,
-    pub token: Box<str>,
+    /// The client's idempotency token; `None` when the client sent none. Only client tokens
+    /// are indexed, because nobody can retry with a token they never saw.
+    pub token: Option<Box<str>>,
 }
 
 /// The change that claimed a token, kept to tell a retry from a conflict.
@@ -82,4 +89,9 @@ pub struct RecoveredState {
 /// Returns the start of the bucket that contains `time`.
 pub fn bucket_of(time: EventTime) -> EventTime {
     time.floor_to(BUCKET_SECONDS)
+}
+
+/// Returns the start of the slice that contains `time`.
+pub fn slice_of(time: EventTime) -> EventTime {
+    time.floor_to(SLICE_SECONDS)
 }

@@ -64,7 +64,7 @@ fn event(
         counter_id,
         key: EventKey { time, id },
         kind,
-        token: token.into(),
+        token: Some(token.into()),
     }
 }
 
@@ -260,6 +260,37 @@ mod cases {
             store.find_token(2, 10, "shared").unwrap().unwrap().event_id,
             1
         );
+    }
+
+    pub fn event_without_token_claims_no_token(store: &dyn EventStore) {
+        let mut untokened = event(10, at(5), 1, add(3), "unused");
+        untokened.token = None;
+        store.append(&batch(1, &[untokened.clone()], &[])).unwrap();
+
+        assert_eq!(scan_all(store, 1), [untokened]);
+        assert_eq!(store.find_token(1, 10, "").unwrap(), None);
+        assert_eq!(store.find_token(1, 10, "unused").unwrap(), None);
+    }
+
+    pub fn scan_orders_within_a_slice(store: &dyn EventStore) {
+        // Three batches write into the same one-second slice, out of time order, with two
+        // events of equal time whose IDs decide.
+        let events = [
+            event(10, at_micros(900_000), 1, add(1), "a"),
+            event(11, at_micros(100_000), 2, add(2), "b"),
+            event(10, at_micros(500_000), 3, EventKind::Clear, "c"),
+            event(11, at_micros(100_000), 4, add(4), "d"),
+            event(10, at_micros(1_000_000), 5, add(5), "e"),
+            event(10, at_micros(0), 6, add(6), "f"),
+        ];
+        store.append(&batch(1, &events[..2], &[])).unwrap();
+        store.append(&batch(1, &events[2..4], &[])).unwrap();
+        store.append(&batch(1, &events[4..], &[])).unwrap();
+
+        assert_eq!(scan_all(store, 1), sorted_by_key(&events));
+        // A range inside the slice returns only its part.
+        let inside = scan(store, 1, at_micros(100_000), at_micros(900_000));
+        assert_eq!(keys(&inside), keys(&sorted_by_key(&events)[1..4]));
     }
 
     pub fn scan_orders_across_buckets(store: &dyn EventStore) {
@@ -756,34 +787,42 @@ mod cases {
 
 /// Generates events with distinct event IDs in generation order and random times within the
 /// first four buckets after `BASE_SECONDS`, so the order of IDs need not follow the order of
-/// times.
+/// times. Half of the times fall into the first three seconds, so that events of different
+/// batches share slices; a third of the events carry no token.
 fn arbitrary_events() -> impl proptest::strategy::Strategy<Value = Vec<StoredEvent>> {
     use proptest::prelude::*;
 
     let one_event = (
-        0..4 * HOUR_SECONDS * 1_000_000,
+        prop_oneof![0..4 * HOUR_SECONDS * 1_000_000, 0..3_000_000i64],
         1u64..4,
-        any::<i32>(),
+        any::<i64>(),
         any::<bool>(),
+        0u8..3,
     );
     prop::collection::vec(one_event, 1..40).prop_map(|generated| {
         generated
             .into_iter()
             .zip(1u64..)
-            .map(|((offset, counter_id, delta, is_clear), id)| {
-                let kind = if is_clear {
-                    EventKind::Clear
-                } else {
-                    add(i64::from(delta))
-                };
-                event(
-                    counter_id,
-                    at_micros(offset),
-                    id,
-                    kind,
-                    &format!("token-{id}"),
-                )
-            })
+            .map(
+                |((offset, counter_id, delta, is_clear, token_choice), id)| {
+                    let kind = if is_clear {
+                        EventKind::Clear
+                    } else {
+                        add(delta)
+                    };
+                    let mut event = event(
+                        counter_id,
+                        at_micros(offset),
+                        id,
+                        kind,
+                        &format!("token-{id}"),
+                    );
+                    if token_choice == 0 {
+                        event.token = None;
+                    }
+                    event
+                },
+            )
             .collect()
     })
 }
@@ -799,6 +838,8 @@ macro_rules! conformance_suite {
                 find_token_unknown_is_none,
                 token_scoped_to_counter,
                 token_scoped_to_namespace,
+                event_without_token_claims_no_token,
+                scan_orders_within_a_slice,
                 scan_orders_across_buckets,
                 scan_bounds_half_open,
                 scan_empty_range,
