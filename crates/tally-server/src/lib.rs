@@ -5,6 +5,7 @@
 //! - [`rollup`]: checkpoints of sealed windows, retention and token expiry.
 //! - [`recovery`]: rebuilding the in-memory state at start.
 //! - [`state`]: what a single node keeps in memory.
+//! - [`counters`]: the compact table of durable counters inside that state.
 //! - [`http`]: the HTTP/JSON front end (axum), with its OpenAPI document.
 //! - [`grpc`]: the gRPC front end (tonic), package `tally.v1`.
 //! - [`resp`]: the Redis protocol (RESP2) front end.
@@ -13,6 +14,7 @@
 //! - [`clock`]: the source of "now".
 
 pub mod clock;
+pub mod counters;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -2,7 +2,8 @@
 //! the events of the unsealed tail.
 
 use crate::ServiceError;
-use crate::state::{CounterEntry, SharedState};
+use crate::counters::CounterEntry;
+use crate::state::SharedState;
 use std::collections::HashMap;
 use tally_core::{CounterState, Event, EventTime};
 use tally_storage::{EventStore, NamespaceRecord};
@@ -51,7 +52,8 @@ pub(crate) fn replay(
                 ))
             })?;
         state.counters.insert(
-            (counter.namespace_id, counter.name.clone()),
+            counter.namespace_id,
+            counter.name.as_str(),
             CounterEntry {
                 id: counter.id,
                 state: counter_state,

@@ -131,6 +131,9 @@ impl Rollup {
 
         namespace.set_record(new_record.clone());
         if num_events > 0 {
+            self.state
+                .counters
+                .release_sealed_tails(new_record.id, target);
             info!(namespace = %new_record.name, num_events, num_checkpoints = checkpoints, sealed_until = %target, "rollup sealed window");
         } else {
             debug!(namespace = %new_record.name, sealed_until = %target, "rollup sealed an empty window");

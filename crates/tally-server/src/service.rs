@@ -272,16 +272,27 @@ impl Service {
 
     // ---- counters ----
 
+    /// Number of durable counters that hold events in the unsealed tail, for which the node
+    /// keeps the keys of their latest events.
+    pub fn num_tail_counters(&self) -> usize {
+        self.state.counters.num_tails()
+    }
+
     /// Returns the counter's exact value; a counter that was never written is not found.
     pub fn get(&self, namespace: &str, counter: &str) -> Result<i64, ServiceError> {
         let entry = self.namespace(namespace)?;
         let name = CounterName::parse(counter)?;
         let record = entry.record();
-        let key = (record.id, name);
         let value = if record.config.counter_type.is_durable() {
-            self.state.counters.get(&key).map(|entry| entry.state.value)
+            self.state
+                .counters
+                .get(record.id, name.as_str())
+                .map(|entry| entry.state.value)
         } else {
-            self.state.best_effort.get(&key).map(|value| *value)
+            self.state
+                .best_effort
+                .get(&(record.id, name))
+                .map(|value| *value)
         };
         value.ok_or_else(|| ServiceError::CounterNotFound {
             namespace: namespace.to_owned(),

@@ -1,21 +1,15 @@
 //! The in-memory state of a single node: namespaces and the exact running state of every counter.
 
+use crate::counters::CounterTable;
 use dashmap::DashMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
-use tally_core::{CounterName, CounterState, EventTime, NamespaceName};
-use tally_storage::{CounterId, NamespaceId, NamespaceRecord};
+use tally_core::{CounterName, EventTime, NamespaceName};
+use tally_storage::{NamespaceId, NamespaceRecord};
 
 /// A counter's identity in memory.
 pub type CounterKey = (NamespaceId, CounterName);
-
-/// A durable counter: its ID in the store and its running state.
-#[derive(Debug, Clone, Copy)]
-pub struct CounterEntry {
-    pub id: CounterId,
-    pub state: CounterState,
-}
 
 /// A namespace with its stored record and the sealing bound of its write path.
 pub struct NamespaceEntry {
@@ -71,8 +65,8 @@ impl NamespaceEntry {
 #[derive(Default)]
 pub struct SharedState {
     pub namespaces: RwLock<HashMap<NamespaceName, Arc<NamespaceEntry>>>,
-    /// Durable counters. Only the writer thread inserts or changes entries.
-    pub counters: DashMap<CounterKey, CounterEntry>,
+    /// Durable counters. Only the writer thread (and recovery, before it starts) changes them.
+    pub counters: CounterTable,
     /// Counters of `best_effort` namespaces, in memory only.
     pub best_effort: DashMap<CounterKey, i64>,
 }

@@ -7,8 +7,10 @@
 
 use crate::ServiceError;
 use crate::clock::Clock;
-use crate::state::{CounterEntry, CounterKey, NamespaceEntry, SharedState};
-use std::collections::HashMap;
+use crate::counters::CounterEntry;
+use crate::state::{CounterKey, NamespaceEntry, SharedState};
+use hashbrown::{Equivalent, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tally_core::{
     CounterName, CounterState, EventId, EventKey, EventKind, EventTime, IdempotencyToken,
@@ -131,6 +133,23 @@ struct PendingCommit {
     tokens: HashMap<(CounterId, String), TokenRecord>,
 }
 
+/// A borrowed [`CounterKey`], to look up pending counters without copying the name. It hashes
+/// exactly as the owned key does.
+#[derive(Clone, Copy)]
+struct CounterKeyRef<'a>(tally_storage::NamespaceId, &'a str);
+
+impl Hash for CounterKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0, self.1).hash(state);
+    }
+}
+
+impl Equivalent<CounterKey> for CounterKeyRef<'_> {
+    fn equivalent(&self, key: &CounterKey) -> bool {
+        self.0 == key.0 && self.1 == key.1.as_str()
+    }
+}
+
 /// The decision on one change before the commit.
 enum Decision {
     /// Final now: a rejection, or a duplicate of a token committed earlier.
@@ -184,8 +203,10 @@ impl Writer {
 
         let failure = match commit_result {
             Ok(()) => {
-                for (key, entry) in pending.counters {
-                    self.state.counters.insert(key, entry);
+                for ((namespace_id, name), entry) in pending.counters {
+                    self.state
+                        .counters
+                        .insert(namespace_id, name.as_str(), entry);
                 }
                 None
             }
@@ -231,12 +252,12 @@ impl Writer {
         pending: &mut PendingCommit,
     ) -> Result<Decision, ServiceError> {
         let record = change.namespace.record();
-        let key: CounterKey = (record.id, change.counter.clone());
+        let key = CounterKeyRef(record.id, change.counter.as_str());
         let existing = pending
             .counters
             .get(&key)
             .copied()
-            .or_else(|| self.state.counters.get(&key).map(|entry| *entry));
+            .or_else(|| self.state.counters.get(key.0, key.1));
 
         // A retried token is looked up before the time checks, so a retry of an applied change
         // succeeds even after its event time has aged past the accept limit.
@@ -264,7 +285,14 @@ impl Writer {
             id: counter_id,
             state: next_state,
         };
-        self.queue_event(change, key, entry, existing.is_none(), event_key, pending);
+        self.queue_event(
+            change,
+            record.id,
+            entry,
+            existing.is_none(),
+            event_key,
+            pending,
+        );
         Ok(Decision::Pending(ChangeOutcome {
             event_id: event_key.id,
             value: next_state.value,
@@ -342,7 +370,7 @@ impl Writer {
     fn queue_event(
         &mut self,
         change: ChangeRequest,
-        key: CounterKey,
+        namespace_id: tally_storage::NamespaceId,
         entry: CounterEntry,
         is_new: bool,
         event_key: EventKey,
@@ -355,8 +383,8 @@ impl Writer {
             self.last_counter_id = entry.id;
             pending.batch.new_counters.push(CounterRecord {
                 id: entry.id,
-                namespace_id: key.0,
-                name: key.1.clone(),
+                namespace_id,
+                name: change.counter.clone(),
             });
         }
 
@@ -376,7 +404,7 @@ impl Writer {
             None => None,
         };
         pending.batch.events.push((
-            key.0,
+            namespace_id,
             StoredEvent {
                 counter_id: entry.id,
                 key: event_key,
@@ -384,7 +412,9 @@ impl Writer {
                 token: token_text,
             },
         ));
-        pending.counters.insert(key, entry);
+        pending
+            .counters
+            .insert((namespace_id, change.counter), entry);
     }
 
     /// Looks a token up among the pending changes, then in the store. The flag is true while the

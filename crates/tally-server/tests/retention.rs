@@ -187,3 +187,66 @@ async fn sealed_window_rejects_late_events() {
         Err(ServiceError::CounterNotFound { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_releases_tail_keys_without_changing_values() {
+    let mut node = Node::start();
+    short_lived_namespace(&node).await;
+    let first = node.clock.now();
+    let service = node.service();
+    service
+        .add("short", "a", 5, node.token("a1", first))
+        .await
+        .unwrap();
+    service
+        .clear("short", "a", node.token("a2", first.plus_seconds(1)))
+        .await
+        .unwrap();
+    service
+        .add("short", "a", 7, node.token("a3", first.plus_seconds(2)))
+        .await
+        .unwrap();
+    service
+        .add("short", "b", 4, node.token("b1", first))
+        .await
+        .unwrap();
+    assert_eq!(node.service().num_tail_counters(), 2);
+
+    node.clock.advance_seconds(120);
+    let report = node.service().roll_up_now().await.unwrap();
+    assert_eq!(report.num_events, 4, "{report:?}");
+    assert_eq!(node.service().num_tail_counters(), 0);
+    assert_eq!(node.service().get("short", "a"), Ok(7));
+
+    // New events after the sealed window: the clear resets, the add after it counts.
+    let now = node.clock.now();
+    let service = node.service();
+    service
+        .add("short", "a", 1, node.token("a4", now))
+        .await
+        .unwrap();
+    service
+        .clear("short", "a", node.token("a5", now.plus_seconds(1)))
+        .await
+        .unwrap();
+    service
+        .add("short", "a", 2, node.token("a6", now.plus_seconds(2)))
+        .await
+        .unwrap();
+    // An add out of time order, before the clear of b: it does not count.
+    service
+        .clear("short", "b", node.token("b2", now))
+        .await
+        .unwrap();
+    service
+        .add("short", "b", 3, node.token("b3", now.minus_seconds(1)))
+        .await
+        .unwrap();
+    assert_eq!(node.service().get("short", "a"), Ok(2));
+    assert_eq!(node.service().get("short", "b"), Ok(0));
+    assert_eq!(node.service().num_tail_counters(), 2);
+
+    node.restart();
+    assert_eq!(node.service().get("short", "a"), Ok(2));
+    assert_eq!(node.service().get("short", "b"), Ok(0));
+}

@@ -1,0 +1,323 @@
+//! The table of durable counters in memory: each counter's ID and running state.
+//!
+//! A single node keeps every counter it has ever written in this table, so its size per counter
+//! decides how many counters fit in memory. A counter takes one 24-byte slot in a hash table
+//! plus its name in an append-only arena. The keys of its latest events, needed only to place
+//! an event that arrives out of time order, are kept in a side map while the counter has events
+//! in the unsealed tail, and dropped once a rollup seals them.
+//!
+//! The table is split into shards, each behind its own lock, so readers on the front ends rarely
+//! wait for the writer thread.
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hashbrown::DefaultHashBuilder;
+use hashbrown::{HashMap, HashTable};
+use std::hash::BuildHasher;
+use tally_core::{CounterState, EventKey, EventTime};
+use tally_storage::{CounterId, NamespaceId};
+
+/// Number of shards; a power of two.
+const NUM_SHARDS: usize = 64;
+
+/// Size of one chunk of the name arena. A name (at most 256 bytes plus its length) never spans
+/// two chunks.
+const ARENA_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A durable counter: its ID in the store and its running state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterEntry {
+    pub id: CounterId,
+    pub state: CounterState,
+}
+
+/// The durable counters of a node.
+pub struct CounterTable {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: DefaultHashBuilder,
+    len: AtomicUsize,
+}
+
+impl Default for CounterTable {
+    fn default() -> Self {
+        Self {
+            shards: (0..NUM_SHARDS)
+                .map(|_| RwLock::new(Shard::default()))
+                .collect(),
+            hasher: DefaultHashBuilder::default(),
+            len: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl CounterTable {
+    /// Returns the counter's entry, if it was ever written.
+    pub fn get(&self, namespace_id: NamespaceId, name: &str) -> Option<CounterEntry> {
+        let hash = self.hash(namespace_id, name);
+        let shard = read(&self.shards[shard_index(hash)]);
+        shard.get(hash, namespace_id, name)
+    }
+
+    /// Inserts a counter or replaces its entry.
+    pub fn insert(&self, namespace_id: NamespaceId, name: &str, entry: CounterEntry) {
+        let hash = self.hash(namespace_id, name);
+        let mut shard = write(&self.shards[shard_index(hash)]);
+        if shard.upsert(&self.hasher, hash, namespace_id, name, entry) {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Number of counters.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets the tail keys of the namespace's counters whose latest event lies before
+    /// `sealed_until`. Every later event lies at or after that bound, so for it those keys
+    /// decide nothing: an add counts and a clear resets to zero either way.
+    pub fn release_sealed_tails(&self, namespace_id: NamespaceId, sealed_until: EventTime) {
+        for shard in self.shards.iter() {
+            write(shard).tails.retain(|_, tail| {
+                tail.namespace_id != namespace_id
+                    || tail
+                        .latest_event
+                        .is_some_and(|key| key.time >= sealed_until)
+            });
+        }
+    }
+
+    /// Number of counters whose tail keys are kept.
+    pub fn num_tails(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| read(shard).tails.len())
+            .sum()
+    }
+
+    fn hash(&self, namespace_id: NamespaceId, name: &str) -> u64 {
+        self.hasher.hash_one((namespace_id, name.as_bytes()))
+    }
+}
+
+/// Picks a shard from hash bits that the shard's own table does not use: it takes its bucket
+/// index from the low bits and its tag from the top seven.
+fn shard_index(hash: u64) -> usize {
+    (hash >> 32) as usize & (NUM_SHARDS - 1)
+}
+
+fn read(lock: &RwLock<Shard>) -> std::sync::RwLockReadGuard<'_, Shard> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write(lock: &RwLock<Shard>) -> std::sync::RwLockWriteGuard<'_, Shard> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One counter in a shard's table.
+#[derive(Clone, Copy)]
+struct Slot {
+    id: CounterId,
+    value: i64,
+    namespace_id: NamespaceId,
+    /// Where the name lies in the shard's arena.
+    name: u32,
+}
+
+/// What a counter needs while it has events in the unsealed tail.
+#[derive(Clone, Copy)]
+struct TailKeys {
+    namespace_id: NamespaceId,
+    latest_clear: Option<EventKey>,
+    latest_event: Option<EventKey>,
+}
+
+#[derive(Default)]
+struct Shard {
+    slots: HashTable<Slot>,
+    names: NameArena,
+    tails: HashMap<CounterId, TailKeys>,
+}
+
+impl Shard {
+    fn get(&self, hash: u64, namespace_id: NamespaceId, name: &str) -> Option<CounterEntry> {
+        let slot = self.slots.find(hash, |slot| {
+            slot.namespace_id == namespace_id && self.names.get(slot.name) == name.as_bytes()
+        })?;
+        let tail = self.tails.get(&slot.id);
+        Some(CounterEntry {
+            id: slot.id,
+            state: CounterState {
+                value: slot.value,
+                latest_clear: tail.and_then(|tail| tail.latest_clear),
+                latest_event: tail.and_then(|tail| tail.latest_event),
+            },
+        })
+    }
+
+    /// Inserts or replaces; returns true when the counter is new.
+    fn upsert(
+        &mut self,
+        hasher: &DefaultHashBuilder,
+        hash: u64,
+        namespace_id: NamespaceId,
+        name: &str,
+        entry: CounterEntry,
+    ) -> bool {
+        let Shard {
+            slots,
+            names,
+            tails,
+        } = self;
+        let state = entry.state;
+        if state.latest_clear.is_some() || state.latest_event.is_some() {
+            tails.insert(
+                entry.id,
+                TailKeys {
+                    namespace_id,
+                    latest_clear: state.latest_clear,
+                    latest_event: state.latest_event,
+                },
+            );
+        } else {
+            tails.remove(&entry.id);
+        }
+        let existing = slots.find_mut(hash, |slot| {
+            slot.namespace_id == namespace_id && names.get(slot.name) == name.as_bytes()
+        });
+        if let Some(slot) = existing {
+            slot.value = state.value;
+            slot.id = entry.id;
+            return false;
+        }
+        let slot = Slot {
+            id: entry.id,
+            value: state.value,
+            namespace_id,
+            name: names.push(name.as_bytes()),
+        };
+        slots.insert_unique(hash, slot, |slot| {
+            hasher.hash_one((slot.namespace_id, names.get(slot.name)))
+        });
+        true
+    }
+}
+
+/// Append-only storage of names: each is a little-endian `u16` length and the bytes, in chunks
+/// of [`ARENA_CHUNK_BYTES`], addressed by chunk number and offset packed into a `u32`.
+#[derive(Default)]
+struct NameArena {
+    chunks: Vec<Vec<u8>>,
+}
+
+impl NameArena {
+    fn push(&mut self, name: &[u8]) -> u32 {
+        let needed = 2 + name.len();
+        let full = self
+            .chunks
+            .last()
+            .is_none_or(|chunk| chunk.len() + needed > ARENA_CHUNK_BYTES);
+        if full {
+            self.chunks.push(Vec::with_capacity(ARENA_CHUNK_BYTES));
+        }
+        let chunk_index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[chunk_index];
+        let offset = chunk.len();
+        // Names are at most 256 bytes, see `tally_core::CounterName`.
+        chunk.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        chunk.extend_from_slice(name);
+        ((chunk_index as u32) << 16) | offset as u32
+    }
+
+    fn get(&self, at: u32) -> &[u8] {
+        let chunk = &self.chunks[(at >> 16) as usize];
+        let offset = (at & 0xffff) as usize;
+        let len = usize::from(u16::from_le_bytes([chunk[offset], chunk[offset + 1]]));
+        &chunk[offset + 2..offset + 2 + len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seconds: i64, id: u64) -> EventKey {
+        EventKey {
+            time: EventTime::from_micros(seconds * 1_000_000),
+            id,
+        }
+    }
+
+    fn entry(id: CounterId, value: i64, latest_event: Option<EventKey>) -> CounterEntry {
+        CounterEntry {
+            id,
+            state: CounterState {
+                value,
+                latest_clear: None,
+                latest_event,
+            },
+        }
+    }
+
+    #[test]
+    fn get_returns_what_was_inserted() {
+        let table = CounterTable::default();
+        assert_eq!(table.get(1, "a"), None);
+        table.insert(1, "a", entry(7, 5, Some(key(10, 3))));
+        table.insert(2, "a", entry(8, -1, None));
+        assert_eq!(table.get(1, "a"), Some(entry(7, 5, Some(key(10, 3)))));
+        assert_eq!(table.get(2, "a"), Some(entry(8, -1, None)));
+        assert_eq!(table.get(1, "b"), None);
+        assert_eq!(table.len(), 2);
+
+        table.insert(1, "a", entry(7, 9, Some(key(11, 4))));
+        assert_eq!(table.get(1, "a"), Some(entry(7, 9, Some(key(11, 4)))));
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn many_names_of_every_length_survive_growth() {
+        let table = CounterTable::default();
+        let name = |i: usize| format!("{i}-{}", "x".repeat(i % 250));
+        for i in 0..20_000 {
+            table.insert(1, &name(i), entry(i as u64, i as i64, None));
+        }
+        assert_eq!(table.len(), 20_000);
+        for i in 0..20_000 {
+            assert_eq!(
+                table.get(1, &name(i)),
+                Some(entry(i as u64, i as i64, None))
+            );
+        }
+    }
+
+    #[test]
+    fn longest_name_fits() {
+        let table = CounterTable::default();
+        let name = "\u{e4}".repeat(128);
+        assert_eq!(name.len(), 256);
+        table.insert(3, &name, entry(1, 1, None));
+        assert_eq!(table.get(3, &name), Some(entry(1, 1, None)));
+    }
+
+    #[test]
+    fn sealed_tails_are_released_per_namespace() {
+        let table = CounterTable::default();
+        table.insert(1, "old", entry(1, 1, Some(key(10, 1))));
+        table.insert(1, "new", entry(2, 2, Some(key(20, 2))));
+        table.insert(2, "other", entry(3, 3, Some(key(10, 3))));
+        assert_eq!(table.num_tails(), 3);
+
+        table.release_sealed_tails(1, EventTime::from_micros(15_000_000));
+
+        assert_eq!(table.num_tails(), 2);
+        assert_eq!(table.get(1, "old"), Some(entry(1, 1, None)));
+        assert_eq!(table.get(1, "new"), Some(entry(2, 2, Some(key(20, 2)))));
+        assert_eq!(table.get(2, "other"), Some(entry(3, 3, Some(key(10, 3)))));
+    }
+}
