@@ -7,13 +7,17 @@
 #
 # Steps, on a server started here on 127.0.0.1 with an empty data directory in a temporary
 # directory:
-#   1. VmRSS of the empty server.
+#   1. VmRSS of the empty server, and a namespace `scale` whose accept limit is
+#      SCALE_ACCEPT_LIMIT_SECONDS, so that its events can be sealed within the run.
 #   2. Load: adds without tokens over gRPC (batches of 1000, 8 connections) to counter names
 #      drawn uniformly from SCALE_COUNTERS names, in chunks, until SCALE_EVENTS events are
 #      written or SCALE_LOAD_SECONDS have passed. Then a forced rollup and VmRSS.
-#   3. kill -9, then a restart timed from exec to the "listening" line, then VmRSS.
-#   4. A forced rollup, a SIGTERM shutdown, and `du -sb` of the data directory.
-#   5. A restart timed as in 3, then VmRSS, then a SIGTERM shutdown.
+#   3. kill -9, then a restart timed from exec to the "listening" line, then VmRSS. Every
+#      event is still in the unsealed tail, so this restart replays all of them.
+#   4. A wait until the accept limit has passed since the load, a forced rollup that seals
+#      every event into checkpoints, a SIGTERM shutdown, and `du -sb` of the data directory.
+#   5. A restart timed as in 3, of idle counters with no tail, then VmRSS, then a SIGTERM
+#      shutdown.
 # The number of distinct counters is the count that the server logs when it recovers. The
 # report also gives the expected count for uniform sampling with replacement.
 #
@@ -23,6 +27,7 @@
 #   SCALE_LOAD_SECONDS             time limit of the load, checked between chunks (default 600)
 #   SCALE_CHUNK_EVENTS             events per `tally bench` run (default 2000000)
 #   SCALE_RESTART_TIMEOUT_SECONDS  time limit of each restart (default 600)
+#   SCALE_ACCEPT_LIMIT_SECONDS     accept limit of the namespace `scale` (default 60)
 #   TALLY_BIN                      test this tally executable and skip the cargo build
 #
 # The raw figures go to target/bench-results/scale-TIMESTAMP/. The data directory is created
@@ -36,7 +41,7 @@ cd "$repo_dir"
 source "$repo_dir/scripts/bench/lib.sh"
 
 key_space=${SCALE_COUNTERS:-10000000}
-for setting in SCALE_COUNTERS SCALE_EVENTS SCALE_LOAD_SECONDS SCALE_CHUNK_EVENTS SCALE_RESTART_TIMEOUT_SECONDS; do
+for setting in SCALE_COUNTERS SCALE_EVENTS SCALE_LOAD_SECONDS SCALE_CHUNK_EVENTS SCALE_RESTART_TIMEOUT_SECONDS SCALE_ACCEPT_LIMIT_SECONDS; do
     value=${!setting:-}
     [[ -z $value || $value =~ ^[1-9][0-9]*$ ]] || die "$setting=$value: expected a whole number, at least 1"
 done
@@ -44,6 +49,7 @@ events_requested=${SCALE_EVENTS:-$((10 * key_space))}
 load_limit_seconds=${SCALE_LOAD_SECONDS:-600}
 chunk_events=${SCALE_CHUNK_EVENTS:-2000000}
 restart_timeout_seconds=${SCALE_RESTART_TIMEOUT_SECONDS:-600}
+accept_limit_seconds=${SCALE_ACCEPT_LIMIT_SECONDS:-60}
 
 # Seconds to wait before reading VmRSS, so that start-up and load work settles.
 settle_seconds=5
@@ -112,7 +118,7 @@ rollup() {
 
 write_report() {
     local command_text=scripts/scale.sh setting
-    for setting in SCALE_RESTART_TIMEOUT_SECONDS SCALE_CHUNK_EVENTS SCALE_LOAD_SECONDS SCALE_EVENTS SCALE_COUNTERS; do
+    for setting in SCALE_ACCEPT_LIMIT_SECONDS SCALE_RESTART_TIMEOUT_SECONDS SCALE_CHUNK_EVENTS SCALE_LOAD_SECONDS SCALE_EVENTS SCALE_COUNTERS; do
         [[ -n ${!setting:-} ]] && command_text="$setting=${!setting} $command_text"
     done
     python3 "$results_py" scale-report --markdown "$markdown" --values "$values" \
@@ -145,6 +151,7 @@ record key_space "$key_space"
 record events_requested "$events_requested"
 record chunk_events "$chunk_events"
 record load_limit_seconds "$load_limit_seconds"
+record accept_limit_seconds "$accept_limit_seconds"
 
 # 1. The empty server.
 start_tally "$work_dir/data" "$results_dir/tally-empty" "$startup_timeout_seconds" ||
@@ -152,6 +159,9 @@ start_tally "$work_dir/data" "$results_dir/tally-empty" "$startup_timeout_second
 log "tally: pid $tally_pid, http=$tally_http grpc=$tally_grpc"
 sleep "$settle_seconds"
 record rss_empty "$(resident_bytes "$tally_pid")"
+curl -sf -X PUT "http://$tally_http/v1/namespaces/scale" -H 'content-type: application/json' \
+    -d "{\"accept_limit_seconds\": $accept_limit_seconds}" >"$results_dir/namespace.json" ||
+    die "creating the namespace scale failed"
 
 # 2. The load, in chunks so that the time limit is checked between them.
 events_sent=0
@@ -173,7 +183,7 @@ while ((events_sent < events_requested)); do
     # A chunk that runs past the whole time limit plus this margin is stopped. Its number of
     # events would then be unknown, so the script stops too.
     timeout "$((load_limit_seconds + 300))" "$tally_bin" bench --target grpc \
-        --address "http://$tally_grpc" --batch 1000 --connections 8 --tokens false \
+        --address "http://$tally_grpc" --namespace scale --batch 1000 --connections 8 --tokens false \
         --operations "$operations" --counters "$key_space" --distribution uniform \
         --quiet --json "$output.json" >"$output.out" 2>"$output.err" ||
         die "load chunk $chunk failed or timed out; see $output.err"
@@ -184,7 +194,8 @@ print(data["operations"], data["failed_requests"])' "$output.json")
     load_failed_requests=$((load_failed_requests + chunk_failed))
     log "load chunk $chunk: $chunk_sent events, $chunk_failed failed requests; $events_sent of $events_requested in ${elapsed%.*} s"
 done
-record load_seconds "$(seconds_between "$load_started" "$(now_seconds)")"
+load_ended=$(now_seconds)
+record load_seconds "$(seconds_between "$load_started" "$load_ended")"
 record events_sent "$events_sent"
 record load_failed_requests "$load_failed_requests"
 record limited_by_time "$limited_by_time"
@@ -198,7 +209,11 @@ log "killing tally (pid $tally_pid) with SIGKILL"
 stop_process "$tally_pid" KILL
 restart_tally crash_restart
 
-# 4. A clean shutdown and the size on disk.
+# 4. Seal every event, then a clean shutdown and the size on disk.
+seal_wait=$(awk -v end="$load_ended" -v now="$(now_seconds)" -v limit="$accept_limit_seconds" \
+    'BEGIN { wait = end + limit + 2 - now; printf "%d", (wait > 0 ? wait + 1 : 0) }')
+log "waiting $seal_wait s until the accept limit has passed since the load"
+sleep "$seal_wait"
 rollup
 log "stopping tally (pid $tally_pid) with SIGTERM"
 stop_process "$tally_pid" TERM

@@ -603,11 +603,10 @@ def scale_report(args):
         "Disk (`du -sb` of the data directory after `POST /v1/admin/rollup` and a SIGTERM "
         f"shutdown): {mib(disk)} in all, {format_count(per(disk, events))} bytes per event; "
         f"journals {mib(number(values, 'disk_journal_bytes'))}, "
-        f"keyspaces {mib(number(values, 'disk_keyspace_bytes'))}. Every event was younger "
-        "than the accept limit of the namespace (600 s by default), so the rollups folded none "
-        "of them into checkpoints and the log holds every event. An add without a token "
-        "stores a server-made token text in its event but no entry in the token index, so "
-        "adds with client tokens take more space than measured here."
+        f"keyspaces {mib(number(values, 'disk_keyspace_bytes'))}. By then a rollup had "
+        "folded every event into checkpoints, and the log still held every event, because "
+        "retention (7 days by default) keeps them. An add without a token has no entry in "
+        "the token index, so adds with client tokens take more space than measured here."
     )
     out.append("")
     out.append("Restart (time from starting the process to its `listening` line):")
@@ -629,12 +628,15 @@ def scale_report(args):
             f"{'–' if elapsed_ms is None else f'{elapsed_ms / 1000:.2f}'} |"
         )
     out.append("")
+    accept_limit = values.get("accept_limit_seconds", "?")
     out.append(
-        "The recovery step loads the checkpoints and replays the log after them. Here no event "
-        "was older than the accept limit, so both restarts replayed every event. This script "
-        "does not measure a restart of a store whose events are already folded into "
-        "checkpoints. The rest of the start time passes before the recovery step, while the "
-        "process opens the embedded store."
+        "The recovery step loads the checkpoints and replays the log after them. The restart "
+        "after kill -9 came at the end of the load, when every event was younger than the "
+        f"accept limit of the namespace ({accept_limit} s), so it replayed every event. Before "
+        "the SIGTERM shutdown the script waited for the accept limit to pass and forced a "
+        "rollup, so the second restart found idle counters: checkpoints and no tail. The rest "
+        "of the start time passes before the recovery step, while the process opens the "
+        "embedded store."
     )
     shutdown = number(values, "shutdown_seconds")
     if shutdown is not None:
@@ -661,10 +663,10 @@ def scale_report(args):
     goals = [
         "| goal | target | measured | status |",
         "| --- | --- | --- | --- |",
-        f"| (4) restart after SIGTERM | {restart_target} | {seconds_text(restart_seconds)} "
-        f"{at_size} | {restart_status(restart_seconds)} |",
-        f"| (4) restart after kill -9 | {restart_target} | {seconds_text(crash_seconds)} "
-        f"{at_size} | {restart_status(crash_seconds)} |",
+        f"| (4) restart after SIGTERM, idle counters | {restart_target} | "
+        f"{seconds_text(restart_seconds)} {at_size} | {restart_status(restart_seconds)} |",
+        f"| (4) restart after kill -9, every event in the tail | {restart_target} | "
+        f"{seconds_text(crash_seconds)} {at_size} | {restart_status(crash_seconds)} |",
         f"| (4) resident memory per idle counter | < {MAX_BYTES_PER_IDLE_COUNTER} bytes | "
         f"{format_count(idle_per_counter)} bytes above the empty store, after restart from "
         f"SIGTERM, {format_count(counters)} counters | "

@@ -72,6 +72,41 @@ pub struct CounterState {
     pub latest_event: Option<EventKey>,
 }
 
+/// A counter's unsealed tail, folded one event at a time in [`EventKey`] order, so that a
+/// restart can rebuild the state without holding the tail's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TailFold {
+    fold: Fold,
+    latest_clear: Option<EventKey>,
+    latest_event: Option<EventKey>,
+}
+
+impl TailFold {
+    /// Adds the next event; events must come in increasing key order.
+    pub fn push(&mut self, event: Event) {
+        debug_assert!(
+            self.latest_event < Some(event.key),
+            "events out of key order"
+        );
+        self.fold.apply(event.kind);
+        if event.kind == EventKind::Clear {
+            self.latest_clear = Some(event.key);
+        }
+        self.latest_event = Some(event.key);
+    }
+
+    /// Returns the state of a counter with this tail after `checkpoint`.
+    pub fn state_after(self, checkpoint: Fold) -> Result<CounterState, OutOfRange> {
+        let sum = checkpoint.then(self.fold).sum;
+        let value = i64::try_from(sum).map_err(|_| OutOfRange { would_be: sum })?;
+        Ok(CounterState {
+            value,
+            latest_clear: self.latest_clear,
+            latest_event: self.latest_event,
+        })
+    }
+}
+
 /// The effect of a clear on a counter, decided from the in-memory state alone where possible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClearEffect {
@@ -87,19 +122,13 @@ pub enum ClearEffect {
 impl CounterState {
     /// Rebuilds the state from a checkpoint sum and the unsealed tail (in any order).
     pub fn from_checkpoint_and_tail(checkpoint: Fold, tail: &[Event]) -> Result<Self, OutOfRange> {
-        let fold = checkpoint.with_events(tail);
-        let value = i64::try_from(fold.sum).map_err(|_| OutOfRange { would_be: fold.sum })?;
-        let latest_clear = tail
-            .iter()
-            .filter(|event| event.kind == EventKind::Clear)
-            .map(|event| event.key)
-            .max();
-        let latest_event = tail.iter().map(|event| event.key).max();
-        Ok(Self {
-            value,
-            latest_clear,
-            latest_event,
-        })
+        let mut sorted = tail.to_vec();
+        sorted.sort_by_key(|event| event.key);
+        let mut fold = TailFold::default();
+        for event in sorted {
+            fold.push(event);
+        }
+        fold.state_after(checkpoint)
     }
 
     /// Returns the state after an add, or the range error that rejects it.

@@ -22,7 +22,7 @@ pub mod token;
 pub use delta::parse_delta;
 pub use error::ValidationError;
 pub use event::{Event, EventId, EventKey, EventKind};
-pub use fold::{CounterState, Fold};
+pub use fold::{CounterState, Fold, TailFold};
 pub use names::{CounterName, NamespaceName};
 pub use namespace::{CounterType, NamespaceConfig, NamespaceConfigPatch};
 pub use time::EventTime;

@@ -54,8 +54,13 @@ pub struct CounterName(Box<str>);
 
 impl CounterName {
     pub fn parse(name: &str) -> Result<Self, ValidationError> {
-        check_printable_text("counter", name, MAX_COUNTER_NAME_BYTES)?;
+        Self::check(name)?;
         Ok(Self(name.into()))
+    }
+
+    /// Checks a name without keeping it.
+    pub fn check(name: &str) -> Result<(), ValidationError> {
+        check_printable_text("counter", name, MAX_COUNTER_NAME_BYTES)
     }
 
     /// Parses a name that arrives as raw bytes, as on the Redis protocol.

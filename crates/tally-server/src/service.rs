@@ -103,8 +103,12 @@ impl Service {
             state.insert_namespace(Arc::new(NamespaceEntry::new(record)));
         }
 
-        let num_events =
-            crate::recovery::replay(store.as_ref(), &state, &recovered, &namespace_ids)?;
+        let num_events = crate::recovery::replay(
+            store.as_ref(),
+            &state,
+            &recovered.checkpoints,
+            &namespace_ids,
+        )?;
         info!(
             num_namespaces = state.all_namespaces().len(),
             num_counters = state.counters.len(),

@@ -9,8 +9,8 @@ use crate::StorageError;
 use crate::encoding::{self, bucket_keyspace_name, parse_bucket_keyspace_name};
 use crate::traits::EventStore;
 use crate::types::{
-    AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
-    NamespaceRecord, RecoveredState, StoredEvent, TokenRecord, bucket_of, slice_of,
+    AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, NamespaceId, NamespaceRecord,
+    RecoveredState, StoredEvent, TokenRecord, bucket_of, slice_of,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +24,11 @@ const FORMAT_VERSION: u32 = 2;
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_LAST_EVENT_ID: &[u8] = b"last_event_id";
 const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
+
+/// Journal bytes after which fjall flushes memtables to disk, the smallest it accepts (its
+/// default is 512 MiB). A start replays the journal into memtables, so this bounds both the
+/// time of that replay and the memory it takes.
+const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
 /// When an appended batch counts as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +74,7 @@ impl EmbeddedStore {
         })?;
         let db = Database::builder(path)
             .manual_journal_persist(true)
+            .max_journaling_size(MAX_JOURNALING_BYTES)
             .open()
             .map_err(|error| match error {
                 fjall::Error::Locked => StorageError::Locked {
@@ -244,22 +250,6 @@ impl EventStore for EmbeddedStore {
                 .namespaces
                 .push(encoding::decode_namespace(&key, &value)?);
         }
-        for item in self.counters.iter() {
-            let (key, value) = item.into_inner().map_err(read_failed)?;
-            let mut reader = encoding::Reader::new("counters", &key);
-            let namespace_id = reader.u32()?;
-            let name =
-                CounterName::parse(reader.rest_utf8()?).map_err(|error| StorageError::Corrupt {
-                    keyspace: "counters".into(),
-                    detail: error.to_string(),
-                })?;
-            let id = encoding::Reader::new("counters", &value).u64()?;
-            state.counters.push(CounterRecord {
-                id,
-                namespace_id,
-                name,
-            });
-        }
         for item in self.checkpoints.iter() {
             let (key, value) = item.into_inner().map_err(read_failed)?;
             let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
@@ -268,6 +258,30 @@ impl EventStore for EmbeddedStore {
                 .push((counter_id, encoding::decode_checkpoint(&value)?));
         }
         Ok(state)
+    }
+
+    fn scan_counters(
+        &self,
+        visit: &mut dyn FnMut(NamespaceId, &str, CounterId),
+    ) -> Result<(), StorageError> {
+        for item in self.counters.iter() {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            let mut reader = encoding::Reader::new("counters", &key);
+            let namespace_id = reader.u32()?;
+            let name = reader.rest_utf8()?;
+            if let Err(error) = CounterName::check(name) {
+                return Err(StorageError::Corrupt {
+                    keyspace: "counters".into(),
+                    detail: error.to_string(),
+                });
+            }
+            visit(
+                namespace_id,
+                name,
+                encoding::Reader::new("counters", &value).u64()?,
+            );
+        }
+        Ok(())
     }
 
     fn put_namespace(&self, namespace: &NamespaceRecord) -> Result<(), StorageError> {

@@ -37,6 +37,13 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
         self.inner.recover()
     }
 
+    fn scan_counters(
+        &self,
+        visit: &mut dyn FnMut(NamespaceId, &str, CounterId),
+    ) -> Result<(), StorageError> {
+        self.inner.scan_counters(visit)
+    }
+
     fn put_namespace(&self, namespace: &NamespaceRecord) -> Result<(), StorageError> {
         self.inner.put_namespace(namespace)
     }

@@ -44,27 +44,32 @@ impl EventStore for MemoryStore {
         let inner = self.lock()?;
         Ok(RecoveredState {
             namespaces: inner.namespaces.values().cloned().collect(),
-            counters: inner
-                .counters
-                .iter()
-                .map(|((namespace_id, name), id)| {
-                    let name = tally_core::CounterName::parse(name).map_err(|error| {
-                        StorageError::Corrupt {
-                            keyspace: "counters".into(),
-                            detail: error.to_string(),
-                        }
-                    })?;
-                    Ok(crate::CounterRecord {
-                        id: *id,
-                        namespace_id: *namespace_id,
-                        name,
-                    })
-                })
-                .collect::<Result<_, StorageError>>()?,
-            checkpoints: inner.checkpoints.iter().map(|(id, c)| (*id, *c)).collect(),
+            checkpoints: {
+                let mut checkpoints: Vec<_> =
+                    inner.checkpoints.iter().map(|(id, c)| (*id, *c)).collect();
+                checkpoints.sort_by_key(|(id, _)| *id);
+                checkpoints
+            },
             last_event_id: inner.last_event_id,
             last_counter_id: inner.last_counter_id,
         })
+    }
+
+    fn scan_counters(
+        &self,
+        visit: &mut dyn FnMut(NamespaceId, &str, CounterId),
+    ) -> Result<(), StorageError> {
+        // Copy first so that `visit` may call back into the store.
+        let counters: Vec<_> = self
+            .lock()?
+            .counters
+            .iter()
+            .map(|((namespace_id, name), id)| (*namespace_id, name.clone(), *id))
+            .collect();
+        for (namespace_id, name, id) in counters {
+            visit(namespace_id, &name, id);
+        }
+        Ok(())
     }
 
     fn put_namespace(&self, namespace: &NamespaceRecord) -> Result<(), StorageError> {

@@ -76,11 +76,11 @@ pub struct AppendBatch {
     pub last_counter_id: CounterId,
 }
 
-/// Everything a server loads at start, before it replays the unsealed tail.
+/// What a server loads at start, before it visits the counters and replays the unsealed tail.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveredState {
     pub namespaces: Vec<NamespaceRecord>,
-    pub counters: Vec<CounterRecord>,
+    /// Every checkpoint, sorted by counter ID.
     pub checkpoints: Vec<(CounterId, Checkpoint)>,
     pub last_event_id: EventId,
     pub last_counter_id: CounterId,
