@@ -115,14 +115,18 @@ impl Rollup {
 
         let (num_events, checkpoints) = tokio::task::spawn_blocking(move || {
             let (num_events, folds) = fold_window(store.as_ref(), record.id, from, target)?;
-            let mut checkpoints = Vec::with_capacity(folds.len());
-            for (counter_id, (fold, last_event_id)) in folds {
-                let previous = store.read_checkpoint(counter_id)?;
-                checkpoints.push((
-                    counter_id,
-                    next_checkpoint(previous, fold, last_event_id, target),
-                ));
-            }
+            let mut folds: Vec<_> = folds.into_iter().collect();
+            folds.sort_unstable_by_key(|(counter_id, _)| *counter_id);
+            let counter_ids: Vec<CounterId> = folds.iter().map(|(id, _)| *id).collect();
+            let previous = store.read_checkpoints(&counter_ids)?;
+            let checkpoints: Vec<_> = folds
+                .into_iter()
+                .zip(previous)
+                .map(|((counter_id, (fold, last_event_id)), previous)| {
+                    let next = next_checkpoint(previous, fold, last_event_id, target);
+                    (counter_id, next)
+                })
+                .collect();
             store.write_rollup(&record, &checkpoints)?;
             Ok::<_, tally_storage::StorageError>((num_events, checkpoints.len()))
         })

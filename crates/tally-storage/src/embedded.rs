@@ -30,6 +30,11 @@ const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
 /// time of that replay and the memory it takes.
 const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
+/// `read_checkpoints` scans a range of the checkpoint keyspace when it holds at most this many
+/// IDs per wanted ID, and looks each one up otherwise. A lookup reads and checksums a whole
+/// block, which costs about as much as scanning a few dozen neighbouring entries.
+const DENSE_SCAN_MAX_SPAN_PER_ID: u64 = 16;
+
 /// When an appended batch counts as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -388,6 +393,41 @@ impl EventStore for EmbeddedStore {
             None => Ok(None),
             Some(value) => encoding::decode_checkpoint(&value).map(Some),
         }
+    }
+
+    fn read_checkpoints(
+        &self,
+        counter_ids: &[CounterId],
+    ) -> Result<Vec<Option<Checkpoint>>, StorageError> {
+        let (Some(first), Some(last)) = (counter_ids.first(), counter_ids.last()) else {
+            return Ok(Vec::new());
+        };
+        // Counter IDs are assigned densely, so the span approximates how many checkpoints a
+        // range scan would read. A sparse set is cheaper as point lookups.
+        let span = last.saturating_sub(*first).saturating_add(1);
+        if span / (counter_ids.len() as u64) > DENSE_SCAN_MAX_SPAN_PER_ID {
+            return counter_ids
+                .iter()
+                .map(|counter_id| self.read_checkpoint(*counter_id))
+                .collect();
+        }
+        let mut found = Vec::with_capacity(counter_ids.len());
+        let mut wanted = counter_ids.iter().peekable();
+        for item in self
+            .checkpoints
+            .range(first.to_be_bytes()..=last.to_be_bytes())
+        {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
+            while wanted.next_if(|wanted| **wanted < counter_id).is_some() {
+                found.push(None);
+            }
+            if wanted.next_if(|wanted| **wanted == counter_id).is_some() {
+                found.push(Some(encoding::decode_checkpoint(&value)?));
+            }
+        }
+        found.resize(counter_ids.len(), None);
+        Ok(found)
     }
 
     fn write_rollup(

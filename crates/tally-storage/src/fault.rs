@@ -77,6 +77,13 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
         self.inner.scan_events(namespace_id, from, until, visit)
     }
 
+    fn read_checkpoints(
+        &self,
+        counter_ids: &[CounterId],
+    ) -> Result<Vec<Option<Checkpoint>>, StorageError> {
+        self.inner.read_checkpoints(counter_ids)
+    }
+
     fn read_checkpoint(&self, counter_id: CounterId) -> Result<Option<Checkpoint>, StorageError> {
         self.inner.read_checkpoint(counter_id)
     }

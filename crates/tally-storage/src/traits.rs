@@ -48,6 +48,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     fn read_checkpoint(&self, counter_id: CounterId) -> Result<Option<Checkpoint>, StorageError>;
 
+    /// Reads the checkpoints of counters given in increasing ID order, one result per ID.
+    /// A backend may read a dense set of IDs in one pass instead of one lookup each.
+    fn read_checkpoints(
+        &self,
+        counter_ids: &[CounterId],
+    ) -> Result<Vec<Option<Checkpoint>>, StorageError> {
+        counter_ids
+            .iter()
+            .map(|counter_id| self.read_checkpoint(*counter_id))
+            .collect()
+    }
+
     /// Writes checkpoints and the namespace's new `sealed_until` in one atomic, durable write.
     fn write_rollup(
         &self,

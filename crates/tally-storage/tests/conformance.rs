@@ -509,6 +509,36 @@ mod cases {
         assert_eq!(store.recover().unwrap().namespaces, [record]);
     }
 
+    pub fn read_checkpoints_matches_single_reads(store: &dyn EventStore) {
+        let mut default = namespace(1, "default");
+        store.put_namespace(&default).unwrap();
+        default.sealed_until = at(HOUR_SECONDS);
+        // Checkpoints for IDs 1 to 100, except multiples of 7, plus two far-away IDs.
+        let written: Vec<(CounterId, Checkpoint)> = (1..=100u64)
+            .filter(|id| id % 7 != 0)
+            .chain([5_000, 1_000_000])
+            .map(|id| {
+                let sum = i128::from(id) - 50;
+                (id, checkpoint(sum, id % 3 == 0, at(HOUR_SECONDS), id * 10))
+            })
+            .collect();
+        store.write_rollup(&default, &written).unwrap();
+
+        let dense: Vec<CounterId> = (0..=110).collect();
+        let found = store.read_checkpoints(&dense).unwrap();
+        assert_eq!(found.iter().flatten().count(), 86);
+
+        let sparse: Vec<CounterId> = vec![3, 7, 99, 4_999, 5_000, 1_000_000, 2_000_000];
+        let edges: Vec<CounterId> = vec![1, 2, 200];
+        for ids in [dense, sparse, edges, Vec::new()] {
+            let single: Vec<Option<Checkpoint>> = ids
+                .iter()
+                .map(|id| store.read_checkpoint(*id).unwrap())
+                .collect();
+            assert_eq!(store.read_checkpoints(&ids).unwrap(), single, "ids {ids:?}");
+        }
+    }
+
     pub fn write_rollup_stores_checkpoints(store: &dyn EventStore) {
         // NOTE: no fault hook covers write_rollup, so this checks what a successful rollup
         // writes, not that a failed one leaves nothing behind.
@@ -859,6 +889,7 @@ macro_rules! conformance_suite {
                 write_rollup_stores_checkpoints,
                 drop_buckets_removes_whole_buckets,
                 drop_buckets_keeps_tokens,
+                read_checkpoints_matches_single_reads,
                 expire_tokens_before_bound,
                 list_counters_byte_order,
                 list_counters_after_excludes_name,
