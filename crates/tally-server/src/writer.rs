@@ -131,6 +131,37 @@ struct PendingCommit {
     counters: HashMap<CounterKey, CounterEntry>,
     /// Tokens claimed by the pending changes.
     tokens: HashMap<(CounterId, String), TokenRecord>,
+    /// The namespaces of the commit, each read once.
+    namespaces: Vec<(Arc<NamespaceEntry>, NamespaceView)>,
+}
+
+/// What deciding a change needs of its namespace. A commit reads it once per namespace: a
+/// rollup that raises the sealing bound meanwhile waits for this commit through its barrier.
+#[derive(Clone, Copy)]
+struct NamespaceView {
+    id: tally_storage::NamespaceId,
+    config: tally_core::NamespaceConfig,
+    sealing_bound: EventTime,
+}
+
+impl PendingCommit {
+    fn namespace_view(&mut self, entry: &Arc<NamespaceEntry>) -> NamespaceView {
+        let known = self
+            .namespaces
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, entry));
+        if let Some((_, view)) = known {
+            return *view;
+        }
+        let record = entry.record();
+        let view = NamespaceView {
+            id: record.id,
+            config: record.config,
+            sealing_bound: entry.sealing_bound(),
+        };
+        self.namespaces.push((Arc::clone(entry), view));
+        view
+    }
 }
 
 /// A borrowed [`CounterKey`], to look up pending counters without copying the name. It hashes
@@ -251,8 +282,8 @@ impl Writer {
         now: EventTime,
         pending: &mut PendingCommit,
     ) -> Result<Decision, ServiceError> {
-        let record = change.namespace.record();
-        let key = CounterKeyRef(record.id, change.counter.as_str());
+        let namespace = pending.namespace_view(&change.namespace);
+        let key = CounterKeyRef(namespace.id, change.counter.as_str());
         let existing = pending
             .counters
             .get(&key)
@@ -261,7 +292,7 @@ impl Writer {
 
         // A retried token is looked up before the time checks, so a retry of an applied change
         // succeeds even after its event time has aged past the accept limit.
-        if let Some(decision) = self.decide_retry(&change, existing, pending)? {
+        if let Some(decision) = self.decide_retry(namespace.id, &change, existing, pending)? {
             return Ok(decision);
         }
 
@@ -269,7 +300,7 @@ impl Writer {
             .token
             .as_ref()
             .map_or(change.received_at, |token| token.event_time);
-        check_event_time(&change.namespace, event_time, now)?;
+        check_event_time(&namespace, event_time, now)?;
 
         // Decide the new state before assigning any ID, so a rejection consumes nothing.
         let event_key = EventKey {
@@ -278,7 +309,7 @@ impl Writer {
         };
         let counter_id = existing.map_or(self.last_counter_id + 1, |entry| entry.id);
         let state = existing.map_or_else(CounterState::default, |entry| entry.state);
-        let counter = (record.id, counter_id);
+        let counter = (namespace.id, counter_id);
         let next_state = self.next_state(state, change.kind, event_key, counter, pending)?;
 
         let entry = CounterEntry {
@@ -287,7 +318,7 @@ impl Writer {
         };
         self.queue_event(
             change,
-            record.id,
+            namespace.id,
             entry,
             existing.is_none(),
             event_key,
@@ -304,6 +335,7 @@ impl Writer {
     /// conflict when the change differs. Returns `None` for a token not seen on this counter.
     fn decide_retry(
         &self,
+        namespace_id: tally_storage::NamespaceId,
         change: &ChangeRequest,
         existing: Option<CounterEntry>,
         pending: &PendingCommit,
@@ -311,7 +343,6 @@ impl Writer {
         let (Some(entry), Some(token)) = (existing, &change.token) else {
             return Ok(None);
         };
-        let namespace_id = change.namespace.id();
         let Some((claimed, is_pending)) =
             self.find_token(namespace_id, entry.id, &token.token, pending)?
         else {
@@ -493,12 +524,12 @@ fn describe(record: TokenRecord) -> String {
 
 /// Rejects event times outside `[now - accept_limit, now + max_clock_skew]` or in a window
 /// that is sealed already.
-pub fn check_event_time(
-    namespace: &NamespaceEntry,
+fn check_event_time(
+    namespace: &NamespaceView,
     event_time: EventTime,
     now: EventTime,
 ) -> Result<(), ServiceError> {
-    let config = namespace.record().config;
+    let config = namespace.config;
     let oldest = now.minus_seconds(config.accept_limit_seconds);
     let newest = now.plus_seconds(config.max_clock_skew_seconds);
     let field = "idempotency_token.generation_time";
@@ -520,7 +551,7 @@ pub fn check_event_time(
             ),
         ));
     }
-    let sealed = namespace.sealing_bound();
+    let sealed = namespace.sealing_bound;
     if event_time < sealed {
         return Err(ServiceError::invalid(
             field,
