@@ -68,6 +68,29 @@ impl CounterTable {
         }
     }
 
+    /// Inserts a counter that is not in the table, as recovery does for each stored counter;
+    /// it skips the lookup that [`Self::insert`] makes.
+    pub fn insert_new(&self, namespace_id: NamespaceId, name: &str, entry: CounterEntry) {
+        let hash = self.hash(namespace_id, name);
+        let mut shard = write(&self.shards[shard_index(hash)]);
+        debug_assert!(shard.get(hash, namespace_id, name).is_none());
+        shard.push(&self.hasher, hash, namespace_id, name, entry);
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Makes room for `additional` more counters, spread evenly over the shards.
+    pub fn reserve(&self, additional: usize) {
+        let per_shard = additional / NUM_SHARDS + 1;
+        for shard in self.shards.iter() {
+            let mut shard = write(shard);
+            let Shard { slots, names, .. } = &mut *shard;
+            slots.reserve(per_shard, |slot| {
+                self.hasher
+                    .hash_one((slot.namespace_id, names.get(slot.name)))
+            });
+        }
+    }
+
     /// Number of counters.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
@@ -169,14 +192,47 @@ impl Shard {
         name: &str,
         entry: CounterEntry,
     ) -> bool {
-        let Shard {
-            slots,
-            names,
-            tails,
-        } = self;
+        self.set_tail(namespace_id, entry);
+        let Shard { slots, names, .. } = self;
+        let existing = slots.find_mut(hash, |slot| {
+            slot.namespace_id == namespace_id && names.get(slot.name) == name.as_bytes()
+        });
+        if let Some(slot) = existing {
+            slot.value = entry.state.value;
+            slot.id = entry.id;
+            return false;
+        }
+        self.push(hasher, hash, namespace_id, name, entry);
+        true
+    }
+
+    /// Adds a counter known to be absent.
+    fn push(
+        &mut self,
+        hasher: &DefaultHashBuilder,
+        hash: u64,
+        namespace_id: NamespaceId,
+        name: &str,
+        entry: CounterEntry,
+    ) {
+        self.set_tail(namespace_id, entry);
+        let Shard { slots, names, .. } = self;
+        let slot = Slot {
+            id: entry.id,
+            value: entry.state.value,
+            namespace_id,
+            name: names.push(name.as_bytes()),
+        };
+        slots.insert_unique(hash, slot, |slot| {
+            hasher.hash_one((slot.namespace_id, names.get(slot.name)))
+        });
+    }
+
+    /// Keeps the tail keys of the entry, or forgets them when it has none.
+    fn set_tail(&mut self, namespace_id: NamespaceId, entry: CounterEntry) {
         let state = entry.state;
         if state.latest_clear.is_some() || state.latest_event.is_some() {
-            tails.insert(
+            self.tails.insert(
                 entry.id,
                 TailKeys {
                     namespace_id,
@@ -185,26 +241,8 @@ impl Shard {
                 },
             );
         } else {
-            tails.remove(&entry.id);
+            self.tails.remove(&entry.id);
         }
-        let existing = slots.find_mut(hash, |slot| {
-            slot.namespace_id == namespace_id && names.get(slot.name) == name.as_bytes()
-        });
-        if let Some(slot) = existing {
-            slot.value = state.value;
-            slot.id = entry.id;
-            return false;
-        }
-        let slot = Slot {
-            id: entry.id,
-            value: state.value,
-            namespace_id,
-            name: names.push(name.as_bytes()),
-        };
-        slots.insert_unique(hash, slot, |slot| {
-            hasher.hash_one((slot.namespace_id, names.get(slot.name)))
-        });
-        true
     }
 }
 
@@ -293,6 +331,26 @@ mod tests {
                 table.get(1, &name(i)),
                 Some(entry(i as u64, i as i64, None))
             );
+        }
+    }
+
+    #[test]
+    fn insert_new_after_reserve_matches_insert() {
+        let reserved = CounterTable::default();
+        let plain = CounterTable::default();
+        reserved.reserve(5_000);
+        for i in 0..5_000u64 {
+            let name = format!("counter:{i}");
+            let tail = (i % 2 == 0).then(|| key(i as i64, i));
+            reserved.insert_new(1, &name, entry(i, -(i as i64), tail));
+            plain.insert(1, &name, entry(i, -(i as i64), tail));
+        }
+        assert_eq!(reserved.len(), 5_000);
+        assert_eq!(reserved.num_tails(), 2_500);
+        for i in 0..5_000u64 {
+            let name = format!("counter:{i}");
+            assert_eq!(reserved.get(1, &name), plain.get(1, &name));
+            assert!(reserved.get(1, &name).is_some());
         }
     }
 

@@ -1,41 +1,58 @@
 //! Recovery at start: rebuilding every durable counter's running state from its checkpoint and
 //! the events of the unsealed tail.
 //!
-//! It streams: the tail is folded per counter as the scan visits it in key order, checkpoints
-//! are found by binary search in the sorted list the store returns, and counters go from the
-//! store's scan straight into the table. Nothing is kept per event, and nothing per counter
-//! beyond the table itself and the folds of counters with a tail.
+//! It streams: the tail is folded per counter as the scan visits it in key order, checkpoint
+//! folds go into an array indexed by counter ID (IDs are dense), and counters go from the
+//! store's scan straight into the table. Nothing is kept per event; per counter, only the
+//! table itself stays once recovery ends.
 
 use crate::ServiceError;
 use crate::counters::CounterEntry;
 use crate::state::SharedState;
 use hashbrown::HashMap;
-use tally_core::{Event, EventTime, TailFold};
-use tally_storage::{Checkpoint, CounterId, EventStore, NamespaceId, NamespaceRecord};
+use tally_core::{Event, EventTime, Fold, TailFold};
+use tally_storage::{CounterId, EventStore, NamespaceId, NamespaceRecord};
+use tracing::debug;
 
 /// Rebuilds every durable counter's running state; returns the number of tail events replayed.
 pub(crate) fn replay(
     store: &dyn EventStore,
     state: &SharedState,
-    checkpoints: &[(CounterId, Checkpoint)],
+    last_counter_id: CounterId,
     namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
 ) -> Result<u64, ServiceError> {
+    let started = std::time::Instant::now();
     let (tails, num_events) = fold_tails(store, namespaces)?;
+    let tail_ms = started.elapsed().as_millis() as u64;
+    let checkpoints = checkpoint_folds(store, last_counter_id)?;
+    let checkpoint_ms = started.elapsed().as_millis() as u64 - tail_ms;
+    state
+        .counters
+        .reserve(usize::try_from(last_counter_id).unwrap_or(0));
     let mut failure = None;
+    // Counters come ordered by namespace, so the last namespace's answer is nearly always it.
+    let mut last_namespace = None;
     store.scan_counters(&mut |namespace_id, name, id| {
-        let durable = namespaces
-            .get(&namespace_id)
-            .is_some_and(|namespace| namespace.config.counter_type.is_durable());
+        let durable = match last_namespace {
+            Some((known, durable)) if known == namespace_id => durable,
+            _ => {
+                let durable = namespaces
+                    .get(&namespace_id)
+                    .is_some_and(|namespace| namespace.config.counter_type.is_durable());
+                last_namespace = Some((namespace_id, durable));
+                durable
+            }
+        };
         if !durable || failure.is_some() {
             return;
         }
-        let checkpoint = checkpoints
-            .binary_search_by_key(&id, |(counter_id, _)| *counter_id)
-            .map(|index| checkpoints[index].1.fold)
+        let checkpoint = usize::try_from(id)
+            .ok()
+            .and_then(|index| checkpoints.get(index).copied())
             .unwrap_or_default();
         let tail = tails.get(&id).copied().unwrap_or_default();
         match tail.state_after(checkpoint) {
-            Ok(counter_state) => state.counters.insert(
+            Ok(counter_state) => state.counters.insert_new(
                 namespace_id,
                 name,
                 CounterEntry {
@@ -50,9 +67,43 @@ pub(crate) fn replay(
             }
         }
     })?;
+    debug!(
+        tail_ms,
+        checkpoint_ms,
+        counter_ms = started.elapsed().as_millis() as u64 - tail_ms - checkpoint_ms,
+        "recovery steps"
+    );
     match failure {
         Some(error) => Err(error),
         None => Ok(num_events),
+    }
+}
+
+/// Returns the checkpoint fold of every counter, indexed by counter ID.
+fn checkpoint_folds(
+    store: &dyn EventStore,
+    last_counter_id: CounterId,
+) -> Result<Vec<Fold>, ServiceError> {
+    let len = usize::try_from(last_counter_id)
+        .ok()
+        .and_then(|last| last.checked_add(1))
+        .ok_or_else(|| {
+            ServiceError::Unavailable(format!("counter ID {last_counter_id} is out of range"))
+        })?;
+    let mut folds = vec![Fold::default(); len];
+    let mut stray = None;
+    store.scan_checkpoints(&mut |id, checkpoint| match usize::try_from(id)
+        .ok()
+        .and_then(|id| folds.get_mut(id))
+    {
+        Some(slot) => *slot = checkpoint.fold,
+        None => stray = stray.or(Some(id)),
+    })?;
+    match stray {
+        Some(id) => Err(ServiceError::Unavailable(format!(
+            "the store holds a checkpoint of counter {id}, beyond the last assigned counter ID {last_counter_id}"
+        ))),
+        None => Ok(folds),
     }
 }
 

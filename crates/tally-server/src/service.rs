@@ -106,7 +106,7 @@ impl Service {
         let num_events = crate::recovery::replay(
             store.as_ref(),
             &state,
-            &recovered.checkpoints,
+            recovered.last_counter_id,
             &namespace_ids,
         )?;
         info!(

@@ -30,10 +30,11 @@ const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
 /// time of that replay and the memory it takes.
 const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
-/// `read_checkpoints` scans a range of the checkpoint keyspace when it holds at most this many
-/// IDs per wanted ID, and looks each one up otherwise. A lookup reads and checksums a whole
-/// block, which costs about as much as scanning a few dozen neighbouring entries.
-const DENSE_SCAN_MAX_SPAN_PER_ID: u64 = 16;
+/// `read_checkpoints` reads wanted IDs that lie at most this far apart in one range scan.
+/// Starting a scan, like a lookup, may read and checksum a large index block, while stepping
+/// over an unwanted checkpoint costs little, so a rollup over millions of counters reads
+/// their checkpoints in a few scans instead of one lookup each.
+const MAX_GAP_IN_SCAN: u64 = 64;
 
 /// When an appended batch counts as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -196,6 +197,11 @@ impl EmbeddedStore {
     }
 }
 
+/// Splits increasing IDs into runs whose neighbours lie at most [`MAX_GAP_IN_SCAN`] apart.
+fn dense_runs(ids: &[CounterId]) -> impl Iterator<Item = &[CounterId]> {
+    ids.chunk_by(|a, b| b.saturating_sub(*a) <= MAX_GAP_IN_SCAN)
+}
+
 /// Groups a batch's events by namespace and slice, keeping their order within each group.
 fn group_by_slice(
     events: &[(NamespaceId, StoredEvent)],
@@ -255,14 +261,19 @@ impl EventStore for EmbeddedStore {
                 .namespaces
                 .push(encoding::decode_namespace(&key, &value)?);
         }
+        Ok(state)
+    }
+
+    fn scan_checkpoints(
+        &self,
+        visit: &mut dyn FnMut(CounterId, Checkpoint),
+    ) -> Result<(), StorageError> {
         for item in self.checkpoints.iter() {
             let (key, value) = item.into_inner().map_err(read_failed)?;
             let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
-            state
-                .checkpoints
-                .push((counter_id, encoding::decode_checkpoint(&value)?));
+            visit(counter_id, encoding::decode_checkpoint(&value)?);
         }
-        Ok(state)
+        Ok(())
     }
 
     fn scan_counters(
@@ -399,34 +410,25 @@ impl EventStore for EmbeddedStore {
         &self,
         counter_ids: &[CounterId],
     ) -> Result<Vec<Option<Checkpoint>>, StorageError> {
-        let (Some(first), Some(last)) = (counter_ids.first(), counter_ids.last()) else {
-            return Ok(Vec::new());
-        };
-        // Counter IDs are assigned densely, so the span approximates how many checkpoints a
-        // range scan would read. A sparse set is cheaper as point lookups.
-        let span = last.saturating_sub(*first).saturating_add(1);
-        if span / (counter_ids.len() as u64) > DENSE_SCAN_MAX_SPAN_PER_ID {
-            return counter_ids
-                .iter()
-                .map(|counter_id| self.read_checkpoint(*counter_id))
-                .collect();
-        }
         let mut found = Vec::with_capacity(counter_ids.len());
-        let mut wanted = counter_ids.iter().peekable();
-        for item in self
-            .checkpoints
-            .range(first.to_be_bytes()..=last.to_be_bytes())
-        {
-            let (key, value) = item.into_inner().map_err(read_failed)?;
-            let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
-            while wanted.next_if(|wanted| **wanted < counter_id).is_some() {
-                found.push(None);
+        for run in dense_runs(counter_ids) {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            let mut wanted = run.iter().peekable();
+            for item in self
+                .checkpoints
+                .range(first.to_be_bytes()..=last.to_be_bytes())
+            {
+                let (key, value) = item.into_inner().map_err(read_failed)?;
+                let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
+                while wanted.next_if(|wanted| **wanted < counter_id).is_some() {
+                    found.push(None);
+                }
+                if wanted.next_if(|wanted| **wanted == counter_id).is_some() {
+                    found.push(Some(encoding::decode_checkpoint(&value)?));
+                }
             }
-            if wanted.next_if(|wanted| **wanted == counter_id).is_some() {
-                found.push(Some(encoding::decode_checkpoint(&value)?));
-            }
+            found.extend(wanted.map(|_| None));
         }
-        found.resize(counter_ids.len(), None);
         Ok(found)
     }
 

@@ -37,6 +37,13 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
         self.inner.recover()
     }
 
+    fn scan_checkpoints(
+        &self,
+        visit: &mut dyn FnMut(CounterId, Checkpoint),
+    ) -> Result<(), StorageError> {
+        self.inner.scan_checkpoints(visit)
+    }
+
     fn scan_counters(
         &self,
         visit: &mut dyn FnMut(NamespaceId, &str, CounterId),

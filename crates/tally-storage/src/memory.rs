@@ -44,15 +44,26 @@ impl EventStore for MemoryStore {
         let inner = self.lock()?;
         Ok(RecoveredState {
             namespaces: inner.namespaces.values().cloned().collect(),
-            checkpoints: {
-                let mut checkpoints: Vec<_> =
-                    inner.checkpoints.iter().map(|(id, c)| (*id, *c)).collect();
-                checkpoints.sort_by_key(|(id, _)| *id);
-                checkpoints
-            },
             last_event_id: inner.last_event_id,
             last_counter_id: inner.last_counter_id,
         })
+    }
+
+    fn scan_checkpoints(
+        &self,
+        visit: &mut dyn FnMut(CounterId, Checkpoint),
+    ) -> Result<(), StorageError> {
+        let mut checkpoints: Vec<_> = self
+            .lock()?
+            .checkpoints
+            .iter()
+            .map(|(id, checkpoint)| (*id, *checkpoint))
+            .collect();
+        checkpoints.sort_by_key(|(id, _)| *id);
+        for (id, checkpoint) in checkpoints {
+            visit(id, checkpoint);
+        }
+        Ok(())
     }
 
     fn scan_counters(

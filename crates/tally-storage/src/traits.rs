@@ -12,8 +12,14 @@ use tally_core::EventTime;
 /// Calls block; the server runs them on threads that may block. Every write is atomic: after an
 /// error none of it is visible, so no token is claimed by a failed write.
 pub trait EventStore: Send + Sync + 'static {
-    /// Loads namespaces, checkpoints and the last assigned IDs.
+    /// Loads namespaces and the last assigned IDs.
     fn recover(&self) -> Result<RecoveredState, StorageError>;
+
+    /// Visits every checkpoint in increasing counter ID order.
+    fn scan_checkpoints(
+        &self,
+        visit: &mut dyn FnMut(CounterId, Checkpoint),
+    ) -> Result<(), StorageError>;
 
     /// Visits every counter as namespace ID, name and counter ID, without copying names, so
     /// that a start with millions of counters needs no memory per counter beyond the caller's.

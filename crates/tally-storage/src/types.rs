@@ -76,12 +76,11 @@ pub struct AppendBatch {
     pub last_counter_id: CounterId,
 }
 
-/// What a server loads at start, before it visits the counters and replays the unsealed tail.
+/// What a server loads at start, before it visits checkpoints and counters and replays the
+/// unsealed tail.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveredState {
     pub namespaces: Vec<NamespaceRecord>,
-    /// Every checkpoint, sorted by counter ID.
-    pub checkpoints: Vec<(CounterId, Checkpoint)>,
     pub last_event_id: EventId,
     pub last_counter_id: CounterId,
 }
