@@ -148,11 +148,11 @@ struct Slot {
     id: CounterId,
     value: i64,
     namespace_id: NamespaceId,
-    /// Where the name lies in the shard's arena.
+    /// Position of the name in the shard's arena.
     name: u32,
 }
 
-/// What a counter needs while it has events in the unsealed tail.
+/// Keys of a counter's latest events, kept while it has events in the unsealed tail.
 #[derive(Clone, Copy)]
 struct TailKeys {
     namespace_id: NamespaceId,
@@ -228,7 +228,7 @@ impl Shard {
         });
     }
 
-    /// Keeps the tail keys of the entry, or forgets them when it has none.
+    /// Stores the tail keys of the entry, or removes them when it has none.
     fn set_tail(&mut self, namespace_id: NamespaceId, entry: CounterEntry) {
         let state = entry.state;
         if state.latest_clear.is_some() || state.latest_event.is_some() {

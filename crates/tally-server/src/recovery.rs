@@ -1,10 +1,10 @@
 //! Recovery at start: rebuilding every durable counter's running state from its checkpoint and
 //! the events of the unsealed tail.
 //!
-//! It streams: the tail is folded per counter as the scan visits it in key order, checkpoint
+//! It streams. The tail is folded per counter as the scan visits it in key order, checkpoint
 //! folds go into an array indexed by counter ID (IDs are dense), and counters go from the
-//! store's scan straight into the table. Nothing is kept per event; per counter, only the
-//! table itself stays once recovery ends.
+//! store's scan straight into the table. Nothing is kept per event, and once recovery ends,
+//! nothing per counter but the table.
 
 use crate::ServiceError;
 use crate::counters::CounterEntry;
@@ -30,7 +30,8 @@ pub(crate) fn replay(
         .counters
         .reserve(usize::try_from(last_counter_id).unwrap_or(0));
     let mut failure = None;
-    // Counters come ordered by namespace, so the last namespace's answer is nearly always it.
+    // Counters come ordered by namespace, so the previous counter's namespace is nearly always
+    // this one's.
     let mut last_namespace = None;
     store.scan_counters(&mut |namespace_id, name, id| {
         let durable = match last_namespace {

@@ -30,10 +30,10 @@ const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
 /// time of that replay and the memory it takes.
 const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
-/// `read_checkpoints` reads wanted IDs that lie at most this far apart in one range scan.
-/// Starting a scan, like a lookup, may read and checksum a large index block, while stepping
-/// over an unwanted checkpoint costs little, so a rollup over millions of counters reads
-/// their checkpoints in a few scans instead of one lookup each.
+/// `read_checkpoints` reads requested IDs that lie at most this far apart in one range scan.
+/// Starting a scan, like a lookup, may read and checksum a large index block. Stepping over an
+/// unrequested checkpoint costs little, so a rollup over millions of counters reads their
+/// checkpoints in a few scans instead of one lookup each.
 const MAX_GAP_IN_SCAN: u64 = 64;
 
 /// When an appended batch counts as written.
@@ -413,21 +413,27 @@ impl EventStore for EmbeddedStore {
         let mut found = Vec::with_capacity(counter_ids.len());
         for run in dense_runs(counter_ids) {
             let (first, last) = (run[0], run[run.len() - 1]);
-            let mut wanted = run.iter().peekable();
+            let mut requested = run.iter().peekable();
             for item in self
                 .checkpoints
                 .range(first.to_be_bytes()..=last.to_be_bytes())
             {
                 let (key, value) = item.into_inner().map_err(read_failed)?;
                 let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
-                while wanted.next_if(|wanted| **wanted < counter_id).is_some() {
+                while requested
+                    .next_if(|requested| **requested < counter_id)
+                    .is_some()
+                {
                     found.push(None);
                 }
-                if wanted.next_if(|wanted| **wanted == counter_id).is_some() {
+                if requested
+                    .next_if(|requested| **requested == counter_id)
+                    .is_some()
+                {
                     found.push(Some(encoding::decode_checkpoint(&value)?));
                 }
             }
-            found.extend(wanted.map(|_| None));
+            found.extend(requested.map(|_| None));
         }
         Ok(found)
     }
