@@ -12,8 +12,9 @@
 #   2. Load: adds without tokens over gRPC (batches of 1000, 8 connections) to counter names
 #      drawn uniformly from SCALE_COUNTERS names, in chunks, until SCALE_EVENTS events are
 #      written or SCALE_LOAD_SECONDS have passed. Then a forced rollup and VmRSS.
-#   3. kill -9, then a restart timed from exec to the "listening" line, then VmRSS. Every
-#      event is still in the unsealed tail, so this restart replays all of them.
+#   3. kill -9, then a restart timed from exec to the "listening" line, then VmRSS. The events
+#      of about the last SCALE_ACCEPT_LIMIT_SECONDS of the load are still in the unsealed
+#      tail, so this restart replays them.
 #   4. A wait until the accept limit has passed since the load, a forced rollup that seals
 #      every event into checkpoints, a SIGTERM shutdown, and `du -sb` of the data directory.
 #   5. A restart timed as in 3, of idle counters with no tail, then VmRSS, then a SIGTERM

@@ -631,12 +631,12 @@ def scale_report(args):
     accept_limit = values.get("accept_limit_seconds", "?")
     out.append(
         "The recovery step loads the checkpoints and replays the log after them. The restart "
-        "after kill -9 came at the end of the load, when every event was younger than the "
-        f"accept limit of the namespace ({accept_limit} s), so it replayed every event. Before "
-        "the SIGTERM shutdown the script waited for the accept limit to pass and forced a "
-        "rollup, so the second restart found idle counters: checkpoints and no tail. The rest "
-        "of the start time passes before the recovery step, while the process opens the "
-        "embedded store."
+        "after kill -9 came right after the load and a rollup, so it replayed the events younger "
+        f"than the accept limit of the namespace ({accept_limit} s) that the rollup could not "
+        "seal yet. Before the SIGTERM shutdown the script waited for the accept limit to pass "
+        "and forced a rollup, so the second restart found idle counters: checkpoints and no "
+        "tail. The rest of the start time passes before the recovery step, while the process "
+        "opens the embedded store."
     )
     shutdown = number(values, "shutdown_seconds")
     if shutdown is not None:
@@ -665,7 +665,7 @@ def scale_report(args):
         "| --- | --- | --- | --- |",
         f"| (4) restart after SIGTERM, idle counters | {restart_target} | "
         f"{seconds_text(restart_seconds)} {at_size} | {restart_status(restart_seconds)} |",
-        f"| (4) restart after kill -9, every event in the tail | {restart_target} | "
+        f"| (4) restart after kill -9, with a tail | {restart_target} | "
         f"{seconds_text(crash_seconds)} {at_size} | {restart_status(crash_seconds)} |",
         f"| (4) resident memory per idle counter | < {MAX_BYTES_PER_IDLE_COUNTER} bytes | "
         f"{format_count(idle_per_counter)} bytes above the empty store, after restart from "
