@@ -32,6 +32,16 @@ pub struct CounterEntry {
     pub state: CounterState,
 }
 
+/// Position of a counter found by a lookup: its shard and bucket, valid while the shard's table
+/// keeps its capacity. Only the writer thread inserts, so between its own lookup and its own
+/// update nothing else can move the counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    shard: usize,
+    bucket: usize,
+    capacity: usize,
+}
+
 /// The durable counters of a node.
 pub struct CounterTable {
     shards: Box<[RwLock<Shard>]>,
@@ -57,6 +67,50 @@ impl CounterTable {
         let hash = self.hash(namespace_id, name);
         let shard = read(&self.shards[shard_index(hash)]);
         shard.get(hash, namespace_id, name)
+    }
+
+    /// Returns the counter's entry and where it was found, for a later [`Self::update_at`].
+    pub fn get_located(
+        &self,
+        namespace_id: NamespaceId,
+        name: &str,
+    ) -> Option<(CounterEntry, Location)> {
+        let hash = self.hash(namespace_id, name);
+        let shard_index = shard_index(hash);
+        let shard = read(&self.shards[shard_index]);
+        let bucket = shard.slots.find_bucket_index(hash, |slot| {
+            slot.namespace_id == namespace_id && shard.names.get(slot.name) == name.as_bytes()
+        })?;
+        let location = Location {
+            shard: shard_index,
+            bucket,
+            capacity: shard.slots.capacity(),
+        };
+        let slot = shard.slots.get_bucket(bucket)?;
+        Some((shard.entry(slot), location))
+    }
+
+    /// Replaces the entry of a counter found at `location`, without looking its name up
+    /// again. Falls back to [`Self::insert`] when the shard's table has grown since.
+    pub fn update_at(
+        &self,
+        location: Location,
+        namespace_id: NamespaceId,
+        name: &str,
+        entry: CounterEntry,
+    ) {
+        {
+            let mut shard = write(&self.shards[location.shard]);
+            if shard.slots.capacity() == location.capacity {
+                let slot = shard.slots.get_bucket_mut(location.bucket);
+                if let Some(slot) = slot.filter(|slot| slot.id == entry.id) {
+                    slot.value = entry.state.value;
+                    shard.set_tail(namespace_id, entry);
+                    return;
+                }
+            }
+        }
+        self.insert(namespace_id, name, entry);
     }
 
     /// Inserts a counter or replaces its entry.
@@ -172,15 +226,19 @@ impl Shard {
         let slot = self.slots.find(hash, |slot| {
             slot.namespace_id == namespace_id && self.names.get(slot.name) == name.as_bytes()
         })?;
+        Some(self.entry(slot))
+    }
+
+    fn entry(&self, slot: &Slot) -> CounterEntry {
         let tail = self.tails.get(&slot.id);
-        Some(CounterEntry {
+        CounterEntry {
             id: slot.id,
             state: CounterState {
                 value: slot.value,
                 latest_clear: tail.and_then(|tail| tail.latest_clear),
                 latest_event: tail.and_then(|tail| tail.latest_event),
             },
-        })
+        }
     }
 
     /// Inserts or replaces; returns true when the counter is new.
@@ -351,6 +409,40 @@ mod tests {
             let name = format!("counter:{i}");
             assert_eq!(reserved.get(1, &name), plain.get(1, &name));
             assert!(reserved.get(1, &name).is_some());
+        }
+    }
+
+    #[test]
+    fn update_at_location_replaces_entry() {
+        let table = CounterTable::default();
+        table.insert(1, "a", entry(7, 5, Some(key(10, 3))));
+        let (found, location) = table.get_located(1, "a").unwrap();
+        assert_eq!(found, entry(7, 5, Some(key(10, 3))));
+
+        table.update_at(location, 1, "a", entry(7, 6, None));
+
+        assert_eq!(table.get(1, "a"), Some(entry(7, 6, None)));
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.num_tails(), 0);
+    }
+
+    #[test]
+    fn update_at_after_growth_still_finds_counter() {
+        let table = CounterTable::default();
+        table.insert(1, "a", entry(7, 5, None));
+        let (_, location) = table.get_located(1, "a").unwrap();
+        // Enough new counters to grow every shard's table, which moves its slots.
+        for i in 0..10_000u64 {
+            table.insert(1, &format!("other-{i}"), entry(100 + i, 0, None));
+        }
+
+        table.update_at(location, 1, "a", entry(7, 9, Some(key(20, 4))));
+
+        assert_eq!(table.get(1, "a"), Some(entry(7, 9, Some(key(20, 4)))));
+        assert_eq!(table.len(), 10_001);
+        for i in 0..10_000u64 {
+            let name = format!("other-{i}");
+            assert_eq!(table.get(1, &name), Some(entry(100 + i, 0, None)));
         }
     }
 

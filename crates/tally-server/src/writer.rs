@@ -7,7 +7,7 @@
 
 use crate::ServiceError;
 use crate::clock::Clock;
-use crate::counters::CounterEntry;
+use crate::counters::{CounterEntry, Location};
 use crate::state::{CounterKey, NamespaceEntry, SharedState};
 use hashbrown::{Equivalent, HashMap};
 use std::hash::{Hash, Hasher};
@@ -127,8 +127,9 @@ struct Writer {
 #[derive(Default)]
 struct PendingCommit {
     batch: AppendBatch,
-    /// Counter states after the pending changes.
-    counters: HashMap<CounterKey, CounterEntry>,
+    /// Counter states after the pending changes, with the counter's position in the table
+    /// (`None` for a counter that this commit creates).
+    counters: HashMap<CounterKey, (CounterEntry, Option<Location>)>,
     /// Tokens claimed by the pending changes.
     tokens: HashMap<(CounterId, String), TokenRecord>,
     /// The namespaces of the commit, each read once.
@@ -234,10 +235,14 @@ impl Writer {
 
         let failure = match commit_result {
             Ok(()) => {
-                for ((namespace_id, name), entry) in pending.counters {
-                    self.state
-                        .counters
-                        .insert(namespace_id, name.as_str(), entry);
+                for ((namespace_id, name), (entry, location)) in pending.counters {
+                    let counters = &self.state.counters;
+                    match location {
+                        Some(location) => {
+                            counters.update_at(location, namespace_id, name.as_str(), entry)
+                        }
+                        None => counters.insert(namespace_id, name.as_str(), entry),
+                    }
                 }
                 None
             }
@@ -284,11 +289,13 @@ impl Writer {
     ) -> Result<Decision, ServiceError> {
         let namespace = pending.namespace_view(&change.namespace);
         let key = CounterKeyRef(namespace.id, change.counter.as_str());
-        let existing = pending
-            .counters
-            .get(&key)
-            .copied()
-            .or_else(|| self.state.counters.get(key.0, key.1));
+        let (existing, location) = match pending.counters.get(&key) {
+            Some((entry, location)) => (Some(*entry), *location),
+            None => match self.state.counters.get_located(key.0, key.1) {
+                Some((entry, location)) => (Some(entry), Some(location)),
+                None => (None, None),
+            },
+        };
 
         // A retried token is looked up before the time checks, so a retry of an applied change
         // succeeds even after its event time has aged past the accept limit.
@@ -319,7 +326,7 @@ impl Writer {
         self.queue_event(
             change,
             namespace.id,
-            entry,
+            (entry, location),
             existing.is_none(),
             event_key,
             pending,
@@ -402,7 +409,7 @@ impl Writer {
         &mut self,
         change: ChangeRequest,
         namespace_id: tally_storage::NamespaceId,
-        entry: CounterEntry,
+        (entry, location): (CounterEntry, Option<Location>),
         is_new: bool,
         event_key: EventKey,
         pending: &mut PendingCommit,
@@ -445,7 +452,7 @@ impl Writer {
         ));
         pending
             .counters
-            .insert((namespace_id, change.counter), entry);
+            .insert((namespace_id, change.counter), (entry, location));
     }
 
     /// Looks a token up among the pending changes, then in the store. The flag is true while the
