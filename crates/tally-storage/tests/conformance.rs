@@ -1092,3 +1092,28 @@ fn embedded_fault_fails_whole_append() {
     assert_eq!(state.last_counter_id, 11);
     assert_eq!(keys(&scan_all(&store, 1)).len(), 3);
 }
+
+#[test]
+fn store_of_older_format_is_rejected() {
+    let dir = TempDir::new().unwrap();
+    {
+        // A directory as a tally with store format 1 leaves it.
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert(b"format", 1u32.to_be_bytes()).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+
+    let result = EmbeddedStore::open(dir.path(), Durability::Sync);
+
+    match result {
+        Err(StorageError::Corrupt { keyspace, detail }) => {
+            assert_eq!(keyspace, "meta");
+            assert!(detail.contains("unsupported store format"), "{detail}");
+        }
+        Err(other) => panic!("expected a format error, got {other:?}"),
+        Ok(_) => panic!("a store of format 1 was opened"),
+    }
+}
