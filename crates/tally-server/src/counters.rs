@@ -250,7 +250,6 @@ impl Shard {
         name: &str,
         entry: CounterEntry,
     ) -> bool {
-        self.set_tail(namespace_id, entry);
         let Shard { slots, names, .. } = self;
         let existing = slots.find_mut(hash, |slot| {
             slot.namespace_id == namespace_id && names.get(slot.name) == name.as_bytes()
@@ -258,6 +257,7 @@ impl Shard {
         if let Some(slot) = existing {
             slot.value = entry.state.value;
             slot.id = entry.id;
+            self.set_tail(namespace_id, entry);
             return false;
         }
         self.push(hasher, hash, namespace_id, name, entry);

@@ -102,7 +102,7 @@ fn checkpoint_folds(
     })?;
     match stray {
         Some(id) => Err(ServiceError::Unavailable(format!(
-            "the store holds a checkpoint of counter {id}, beyond the last assigned counter ID {last_counter_id}"
+            "invalid store: found a checkpoint of counter {id}, beyond the last assigned counter ID {last_counter_id}"
         ))),
         None => Ok(folds),
     }

@@ -136,8 +136,8 @@ struct PendingCommit {
     namespaces: Vec<(Arc<NamespaceEntry>, NamespaceView)>,
 }
 
-/// What deciding a change needs of its namespace. A commit reads it once per namespace: a
-/// rollup that raises the sealing bound meanwhile waits for this commit through its barrier.
+/// The parts of a namespace that deciding a change needs, read once per namespace and commit.
+/// A rollup that raises the sealing bound meanwhile waits for this commit through its barrier.
 #[derive(Clone, Copy)]
 struct NamespaceView {
     id: tally_storage::NamespaceId,

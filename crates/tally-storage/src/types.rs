@@ -12,8 +12,8 @@ pub type NamespaceId = u32;
 pub type CounterId = u64;
 
 /// Length of a time slice. Within a bucket, the embedded store writes the events of one group
-/// commit that fall into the same slice as one record, so a commit costs a few writes instead of
-/// one per event, and a range scan still reads only the slices it needs.
+/// commit that fall into the same slice as one record. A commit then costs a few writes instead
+/// of one per event, and a range scan still reads only the slices it needs.
 pub const SLICE_SECONDS: i64 = 1;
 
 /// Length of a time bucket. The log of each namespace is split into buckets of this length
@@ -42,8 +42,8 @@ pub struct StoredEvent {
     pub counter_id: CounterId,
     pub key: EventKey,
     pub kind: EventKind,
-    /// The client's idempotency token; `None` when the client sent none. Only client tokens
-    /// are indexed, because nobody can retry with a token they never saw.
+    /// The client's idempotency token, or `None` when the client sent none. Only client tokens
+    /// are indexed, because a client cannot retry with a token it never received.
     pub token: Option<Box<str>>,
 }
 
@@ -76,8 +76,8 @@ pub struct AppendBatch {
     pub last_counter_id: CounterId,
 }
 
-/// What a server loads at start, before it visits checkpoints and counters and replays the
-/// unsealed tail.
+/// The state a server loads at start, before it visits checkpoints and counters and replays
+/// the unsealed tail.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveredState {
     pub namespaces: Vec<NamespaceRecord>,

@@ -837,7 +837,7 @@ mod cases {
 /// Generates events with distinct event IDs in generation order and random times within the
 /// first four buckets after `BASE_SECONDS`, so the order of IDs need not follow the order of
 /// times. Half of the times fall into the first three seconds, so that events of different
-/// batches share slices; a third of the events carry no token.
+/// batches share slices. A third of the events carry no token.
 fn arbitrary_events() -> impl proptest::strategy::Strategy<Value = Vec<StoredEvent>> {
     use proptest::prelude::*;
 
