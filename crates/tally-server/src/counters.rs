@@ -9,8 +9,8 @@
 //! The table is split into shards, each behind its own lock, so readers on the front ends rarely
 //! wait for the writer thread.
 
+use crossbeam_utils::CachePadded;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::DefaultHashBuilder;
 use hashbrown::{HashMap, HashTable};
@@ -20,6 +20,9 @@ use tally_storage::{CounterId, NamespaceId};
 
 /// Number of shards; a power of two.
 const NUM_SHARDS: usize = 64;
+
+/// Counters that a [`BulkInsert`] buffers per shard before it takes the shard's lock.
+const BULK_BATCH: usize = 256;
 
 /// Size of one chunk of the name arena. A name (at most 256 bytes plus its length) never spans
 /// two chunks.
@@ -44,19 +47,18 @@ pub struct Location {
 
 /// The durable counters of a node.
 pub struct CounterTable {
-    shards: Box<[RwLock<Shard>]>,
+    /// Padded so that threads working on neighbouring shards do not share cache lines.
+    shards: Box<[CachePadded<RwLock<Shard>>]>,
     hasher: DefaultHashBuilder,
-    len: AtomicUsize,
 }
 
 impl Default for CounterTable {
     fn default() -> Self {
         Self {
             shards: (0..NUM_SHARDS)
-                .map(|_| RwLock::new(Shard::default()))
+                .map(|_| CachePadded::new(RwLock::new(Shard::default())))
                 .collect(),
             hasher: DefaultHashBuilder::default(),
-            len: AtomicUsize::new(0),
         }
     }
 }
@@ -78,9 +80,9 @@ impl CounterTable {
         let hash = self.hash(namespace_id, name);
         let shard_index = shard_index(hash);
         let shard = read(&self.shards[shard_index]);
-        let bucket = shard.slots.find_bucket_index(hash, |slot| {
-            slot.namespace_id == namespace_id && shard.names.get(slot.name) == name.as_bytes()
-        })?;
+        let bucket = shard
+            .slots
+            .find_bucket_index(hash, shard.names.matcher(namespace_id, name.as_bytes()))?;
         let location = Location {
             shard: shard_index,
             bucket,
@@ -117,19 +119,15 @@ impl CounterTable {
     pub fn insert(&self, namespace_id: NamespaceId, name: &str, entry: CounterEntry) {
         let hash = self.hash(namespace_id, name);
         let mut shard = write(&self.shards[shard_index(hash)]);
-        if shard.upsert(&self.hasher, hash, namespace_id, name, entry) {
-            self.len.fetch_add(1, Ordering::Relaxed);
-        }
+        shard.upsert(&self.hasher, hash, namespace_id, name, entry);
     }
 
-    /// Inserts a counter that is not in the table, as recovery does for each stored counter;
-    /// it skips the lookup that [`Self::insert`] makes.
-    pub fn insert_new(&self, namespace_id: NamespaceId, name: &str, entry: CounterEntry) {
-        let hash = self.hash(namespace_id, name);
-        let mut shard = write(&self.shards[shard_index(hash)]);
-        debug_assert!(shard.get(hash, namespace_id, name).is_none());
-        shard.push(&self.hasher, hash, namespace_id, name, entry);
-        self.len.fetch_add(1, Ordering::Relaxed);
+    /// Returns a loader that inserts counters known to be absent, as recovery does.
+    pub fn bulk_insert(&self) -> BulkInsert<'_> {
+        BulkInsert {
+            table: self,
+            pending: (0..NUM_SHARDS).map(|_| Pending::default()).collect(),
+        }
     }
 
     /// Makes room for `additional` more counters, spread evenly over the shards.
@@ -145,9 +143,13 @@ impl CounterTable {
         }
     }
 
-    /// Number of counters.
+    /// Number of counters. It reads every shard, because a shared count would make threads
+    /// that insert at once contend for one cache line.
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|shard| read(shard).slots.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -183,6 +185,81 @@ impl CounterTable {
 
 /// Picks a shard from hash bits that the shard's own table does not use: it takes its bucket
 /// index from the low bits and its tag from the top seven.
+/// Inserts counters known to be absent in batches per shard. Threads that load counters at
+/// once then take each shard's lock once per batch instead of once per counter. Counters
+/// become visible when their batch is full or at [`BulkInsert::finish`].
+pub struct BulkInsert<'a> {
+    table: &'a CounterTable,
+    pending: Vec<Pending>,
+}
+
+/// The counters buffered for one shard, with their names in one buffer.
+#[derive(Default)]
+struct Pending {
+    names: Vec<u8>,
+    counters: Vec<PendingCounter>,
+}
+
+struct PendingCounter {
+    hash: u64,
+    namespace_id: NamespaceId,
+    /// End of the name in [`Pending::names`]; it starts where the previous one ends.
+    name_end: usize,
+    entry: CounterEntry,
+}
+
+impl BulkInsert<'_> {
+    /// Adds a counter that is not in the table and that no other call adds.
+    pub fn insert(&mut self, namespace_id: NamespaceId, name: &str, entry: CounterEntry) {
+        let hash = self.table.hash(namespace_id, name);
+        let index = shard_index(hash);
+        let pending = &mut self.pending[index];
+        pending.names.extend_from_slice(name.as_bytes());
+        pending.counters.push(PendingCounter {
+            hash,
+            namespace_id,
+            name_end: pending.names.len(),
+            entry,
+        });
+        if pending.counters.len() == BULK_BATCH {
+            self.flush(index);
+        }
+    }
+
+    /// Inserts every buffered counter.
+    pub fn finish(mut self) {
+        for index in 0..NUM_SHARDS {
+            self.flush(index);
+        }
+    }
+
+    fn flush(&mut self, index: usize) {
+        let pending = &mut self.pending[index];
+        if pending.counters.is_empty() {
+            return;
+        }
+        let mut shard = write(&self.table.shards[index]);
+        let mut name_start = 0;
+        for counter in pending.counters.drain(..) {
+            let name = &pending.names[name_start..counter.name_end];
+            name_start = counter.name_end;
+            debug_assert!(
+                shard
+                    .find(counter.hash, counter.namespace_id, name)
+                    .is_none()
+            );
+            shard.push(
+                &self.table.hasher,
+                counter.hash,
+                counter.namespace_id,
+                name,
+                counter.entry,
+            );
+        }
+        pending.names.clear();
+    }
+}
+
 fn shard_index(hash: u64) -> usize {
     (hash >> 32) as usize & (NUM_SHARDS - 1)
 }
@@ -214,6 +291,17 @@ struct TailKeys {
     latest_event: Option<EventKey>,
 }
 
+impl TailKeys {
+    /// Returns the tail keys of a state, or `None` when it has no events in the tail.
+    fn of(namespace_id: NamespaceId, state: CounterState) -> Option<Self> {
+        (state.latest_clear.is_some() || state.latest_event.is_some()).then_some(Self {
+            namespace_id,
+            latest_clear: state.latest_clear,
+            latest_event: state.latest_event,
+        })
+    }
+}
+
 #[derive(Default)]
 struct Shard {
     slots: HashTable<Slot>,
@@ -223,10 +311,13 @@ struct Shard {
 
 impl Shard {
     fn get(&self, hash: u64, namespace_id: NamespaceId, name: &str) -> Option<CounterEntry> {
-        let slot = self.slots.find(hash, |slot| {
-            slot.namespace_id == namespace_id && self.names.get(slot.name) == name.as_bytes()
-        })?;
+        let slot = self.find(hash, namespace_id, name.as_bytes())?;
         Some(self.entry(slot))
+    }
+
+    fn find(&self, hash: u64, namespace_id: NamespaceId, name: &[u8]) -> Option<&Slot> {
+        self.slots
+            .find(hash, self.names.matcher(namespace_id, name))
     }
 
     fn entry(&self, slot: &Slot) -> CounterEntry {
@@ -241,7 +332,7 @@ impl Shard {
         }
     }
 
-    /// Inserts or replaces; returns true when the counter is new.
+    /// Inserts or replaces.
     fn upsert(
         &mut self,
         hasher: &DefaultHashBuilder,
@@ -249,19 +340,16 @@ impl Shard {
         namespace_id: NamespaceId,
         name: &str,
         entry: CounterEntry,
-    ) -> bool {
+    ) {
         let Shard { slots, names, .. } = self;
-        let existing = slots.find_mut(hash, |slot| {
-            slot.namespace_id == namespace_id && names.get(slot.name) == name.as_bytes()
-        });
+        let existing = slots.find_mut(hash, names.matcher(namespace_id, name.as_bytes()));
         if let Some(slot) = existing {
             slot.value = entry.state.value;
             slot.id = entry.id;
             self.set_tail(namespace_id, entry);
-            return false;
+            return;
         }
-        self.push(hasher, hash, namespace_id, name, entry);
-        true
+        self.push(hasher, hash, namespace_id, name.as_bytes(), entry);
     }
 
     /// Adds a counter known to be absent.
@@ -270,16 +358,18 @@ impl Shard {
         hasher: &DefaultHashBuilder,
         hash: u64,
         namespace_id: NamespaceId,
-        name: &str,
+        name: &[u8],
         entry: CounterEntry,
     ) {
-        self.set_tail(namespace_id, entry);
+        if let Some(tail) = TailKeys::of(namespace_id, entry.state) {
+            self.tails.insert(entry.id, tail);
+        }
         let Shard { slots, names, .. } = self;
         let slot = Slot {
             id: entry.id,
             value: entry.state.value,
             namespace_id,
-            name: names.push(name.as_bytes()),
+            name: names.push(name),
         };
         slots.insert_unique(hash, slot, |slot| {
             hasher.hash_one((slot.namespace_id, names.get(slot.name)))
@@ -288,19 +378,10 @@ impl Shard {
 
     /// Stores the tail keys of the entry, or removes them when it has none.
     fn set_tail(&mut self, namespace_id: NamespaceId, entry: CounterEntry) {
-        let state = entry.state;
-        if state.latest_clear.is_some() || state.latest_event.is_some() {
-            self.tails.insert(
-                entry.id,
-                TailKeys {
-                    namespace_id,
-                    latest_clear: state.latest_clear,
-                    latest_event: state.latest_event,
-                },
-            );
-        } else {
-            self.tails.remove(&entry.id);
-        }
+        match TailKeys::of(namespace_id, entry.state) {
+            Some(tail) => self.tails.insert(entry.id, tail),
+            None => self.tails.remove(&entry.id),
+        };
     }
 }
 
@@ -328,6 +409,15 @@ impl NameArena {
         chunk.extend_from_slice(&(name.len() as u16).to_le_bytes());
         chunk.extend_from_slice(name);
         ((chunk_index as u32) << 16) | offset as u32
+    }
+
+    /// Returns a predicate that matches the slot of counter `name` in namespace `namespace_id`.
+    fn matcher<'a>(
+        &'a self,
+        namespace_id: NamespaceId,
+        name: &'a [u8],
+    ) -> impl Fn(&Slot) -> bool + 'a {
+        move |slot| slot.namespace_id == namespace_id && self.get(slot.name) == name
     }
 
     fn get(&self, at: u32) -> &[u8] {
@@ -393,16 +483,18 @@ mod tests {
     }
 
     #[test]
-    fn insert_new_after_reserve_matches_insert() {
+    fn bulk_insert_after_reserve_matches_insert() {
         let reserved = CounterTable::default();
         let plain = CounterTable::default();
         reserved.reserve(5_000);
+        let mut bulk = reserved.bulk_insert();
         for i in 0..5_000u64 {
             let name = format!("counter:{i}");
             let tail = (i % 2 == 0).then(|| key(i as i64, i));
-            reserved.insert_new(1, &name, entry(i, -(i as i64), tail));
+            bulk.insert(1, &name, entry(i, -(i as i64), tail));
             plain.insert(1, &name, entry(i, -(i as i64), tail));
         }
+        bulk.finish();
         assert_eq!(reserved.len(), 5_000);
         assert_eq!(reserved.num_tails(), 2_500);
         for i in 0..5_000u64 {

@@ -1,18 +1,25 @@
 //! Recovery at start: rebuilding every durable counter's running state from its checkpoint and
 //! the events of the unsealed tail.
 //!
-//! It streams. The tail is folded per counter as the scan visits it in key order, checkpoint
-//! folds go into an array indexed by counter ID (IDs are dense), and counters go from the
-//! store's scan straight into the table. Nothing is kept per event, and once recovery ends,
-//! nothing per counter but the table.
+//! It streams. The tail is folded per counter as the scan visits it in key order. Then the
+//! counters, which the store returns in ID order with their checkpoints, go straight into the
+//! table, on one thread per core, each scanning its own range of IDs. Nothing is kept per
+//! event, and once recovery ends, nothing per counter but the table.
 
 use crate::ServiceError;
 use crate::counters::CounterEntry;
 use crate::state::SharedState;
 use hashbrown::HashMap;
-use tally_core::{Event, EventTime, Fold, TailFold};
-use tally_storage::{CounterId, EventStore, NamespaceId, NamespaceRecord};
+use std::ops::RangeInclusive;
+use tally_core::{Event, EventTime, TailFold};
+use tally_storage::{CounterId, EventStore, NamespaceId, NamespaceRecord, ScannedCounter};
 use tracing::debug;
+
+/// Most threads that load counters at once.
+const MAX_LOAD_THREADS: usize = 8;
+
+/// Fewest counters worth a thread of their own.
+const MIN_COUNTERS_PER_THREAD: u64 = 100_000;
 
 /// Rebuilds every durable counter's running state; returns the number of tail events replayed.
 pub(crate) fn replay(
@@ -24,87 +31,126 @@ pub(crate) fn replay(
     let started = std::time::Instant::now();
     let (tails, num_events) = fold_tails(store, namespaces)?;
     let tail_ms = started.elapsed().as_millis() as u64;
-    let checkpoints = checkpoint_folds(store, last_counter_id)?;
-    let checkpoint_ms = started.elapsed().as_millis() as u64 - tail_ms;
-    state
-        .counters
-        .reserve(usize::try_from(last_counter_id).unwrap_or(0));
-    let mut failure = None;
-    // Counters come ordered by namespace, so the previous counter's namespace is nearly always
-    // this one's.
-    let mut last_namespace = None;
-    store.scan_counters(&mut |namespace_id, name, id| {
-        let durable = match last_namespace {
-            Some((known, durable)) if known == namespace_id => durable,
-            _ => {
-                let durable = namespaces
-                    .get(&namespace_id)
-                    .is_some_and(|namespace| namespace.config.counter_type.is_durable());
-                last_namespace = Some((namespace_id, durable));
-                durable
-            }
-        };
-        if !durable || failure.is_some() {
-            return;
-        }
-        let checkpoint = usize::try_from(id)
-            .ok()
-            .and_then(|index| checkpoints.get(index).copied())
-            .unwrap_or_default();
-        let tail = tails.get(&id).copied().unwrap_or_default();
-        match tail.state_after(checkpoint) {
-            Ok(counter_state) => state.counters.insert_new(
-                namespace_id,
-                name,
-                CounterEntry {
-                    id,
-                    state: counter_state,
-                },
-            ),
-            Err(error) => {
-                failure = Some(ServiceError::Unavailable(format!(
-                    "counter {name} cannot be rebuilt: {error}"
-                )));
-            }
-        }
-    })?;
+    let ranges = id_ranges(last_counter_id, load_threads());
+    let num_threads = ranges.len();
+    load_counters(store, state, namespaces, &tails, ranges)?;
     debug!(
         tail_ms,
-        checkpoint_ms,
-        counter_ms = started.elapsed().as_millis() as u64 - tail_ms - checkpoint_ms,
+        counter_ms = started.elapsed().as_millis() as u64 - tail_ms,
+        num_threads,
         "recovery steps"
     );
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(num_events),
-    }
+    Ok(num_events)
 }
 
-/// Returns the checkpoint fold of every counter, indexed by counter ID.
-fn checkpoint_folds(
+/// Puts the durable counters into the table, one thread per range of IDs.
+fn load_counters(
     store: &dyn EventStore,
-    last_counter_id: CounterId,
-) -> Result<Vec<Fold>, ServiceError> {
-    let len = usize::try_from(last_counter_id)
-        .ok()
-        .and_then(|last| last.checked_add(1))
-        .ok_or_else(|| {
-            ServiceError::Unavailable(format!("counter ID {last_counter_id} is out of range"))
+    state: &SharedState,
+    namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
+    tails: &HashMap<CounterId, TailFold>,
+    ranges: Vec<RangeInclusive<CounterId>>,
+) -> Result<(), ServiceError> {
+    let num_counters: u64 = ranges
+        .iter()
+        .filter(|range| !range.is_empty())
+        .map(|range| range.end() - range.start() + 1)
+        .sum();
+    state
+        .counters
+        .reserve(usize::try_from(num_counters).unwrap_or(0));
+    let durable: hashbrown::HashSet<NamespaceId> = namespaces
+        .values()
+        .filter(|namespace| namespace.config.counter_type.is_durable())
+        .map(|namespace| namespace.id)
+        .collect();
+    let loader = Loader {
+        store,
+        state,
+        tails,
+        durable: &durable,
+    };
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = ranges
+            .into_iter()
+            .map(|range| scope.spawn(|| loader.load(range)))
+            .collect();
+        threads.into_iter().try_for_each(|thread| {
+            thread.join().unwrap_or_else(|_| {
+                Err(ServiceError::Unavailable(
+                    "a thread that loads counters panicked".into(),
+                ))
+            })
+        })
+    })
+}
+
+fn load_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_LOAD_THREADS)
+}
+
+/// Splits the IDs `1..=last_counter_id` into at most `max_ranges` ranges of nearly equal
+/// length, none shorter than [`MIN_COUNTERS_PER_THREAD`] unless there is only one.
+fn id_ranges(last_counter_id: CounterId, max_ranges: usize) -> Vec<RangeInclusive<CounterId>> {
+    if last_counter_id == 0 {
+        return Vec::new();
+    }
+    let by_size = (last_counter_id / MIN_COUNTERS_PER_THREAD).max(1);
+    let num_ranges = by_size.min(u64::try_from(max_ranges.max(1)).unwrap_or(1));
+    let len = last_counter_id.div_ceil(num_ranges);
+    (0..num_ranges)
+        .map(|index| {
+            let first = index * len + 1;
+            first..=(first + len - 1).min(last_counter_id)
+        })
+        .filter(|range| !range.is_empty())
+        .collect()
+}
+
+/// What each loading thread reads; it writes only to the shared counter table.
+struct Loader<'a> {
+    store: &'a dyn EventStore,
+    state: &'a SharedState,
+    tails: &'a HashMap<CounterId, TailFold>,
+    durable: &'a hashbrown::HashSet<NamespaceId>,
+}
+
+impl Loader<'_> {
+    /// Puts the durable counters with IDs in `range` into the table.
+    fn load(&self, range: RangeInclusive<CounterId>) -> Result<(), ServiceError> {
+        let mut table = self.state.counters.bulk_insert();
+        let mut failure = None;
+        self.store.scan_counters(range, &mut |counter| {
+            if failure.is_none() && self.durable.contains(&counter.namespace_id) {
+                match self.entry(counter) {
+                    Ok(entry) => table.insert(counter.namespace_id, counter.name, entry),
+                    Err(error) => failure = Some(error),
+                }
+            }
         })?;
-    let mut folds = vec![Fold::default(); len];
-    let mut stray = None;
-    store.scan_checkpoints(&mut |id, checkpoint| match usize::try_from(id)
-        .ok()
-        .and_then(|id| folds.get_mut(id))
-    {
-        Some(slot) => *slot = checkpoint.fold,
-        None => stray = stray.or(Some(id)),
-    })?;
-    match stray {
-        Some(id) => Err(ServiceError::Unavailable(format!(
-            "invalid store: found a checkpoint of counter {id}, beyond the last assigned counter ID {last_counter_id}"
-        ))),
-        None => Ok(folds),
+        table.finish();
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Returns the counter's entry: its checkpoint followed by its tail.
+    fn entry(&self, counter: ScannedCounter<'_>) -> Result<CounterEntry, ServiceError> {
+        let checkpoint = counter
+            .checkpoint
+            .map(|checkpoint| checkpoint.fold)
+            .unwrap_or_default();
+        let tail = self.tails.get(&counter.id).copied().unwrap_or_default();
+        let state = tail.state_after(checkpoint).map_err(|error| {
+            ServiceError::Unavailable(format!(
+                "counter {} cannot be rebuilt: {error}",
+                counter.name
+            ))
+        })?;
+        Ok(CounterEntry {
+            id: counter.id,
+            state,
+        })
     }
 }
 
@@ -133,4 +179,135 @@ fn fold_tails(
         )?;
     }
     Ok((tails, num_events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::Fold;
+
+    fn covered(ranges: &[RangeInclusive<CounterId>]) -> Vec<CounterId> {
+        ranges.iter().flat_map(|range| range.clone()).collect()
+    }
+
+    #[test]
+    fn id_ranges_cover_every_id_once() {
+        for last in [1, 2, 99_999, 100_000, 250_001, 1_000_000, 1_000_003] {
+            for threads in [1, 2, 3, 8] {
+                let ranges = id_ranges(last, threads);
+                let expected: Vec<CounterId> = (1..=last).collect();
+                assert_eq!(covered(&ranges), expected, "last {last}, threads {threads}");
+                assert!(ranges.len() <= threads);
+            }
+        }
+    }
+
+    /// Loads a store with counters of two namespaces, checkpoints and a tail, once in one
+    /// range and once in several, and checks that both loads give the same, right entries.
+    #[test]
+    fn split_load_equals_single_load() {
+        use tally_core::{CounterName, EventKey, EventKind, NamespaceConfig, NamespaceName};
+        use tally_storage::{AppendBatch, Checkpoint, CounterRecord, MemoryStore, StoredEvent};
+
+        let store = MemoryStore::new();
+        let namespaces: std::collections::HashMap<NamespaceId, NamespaceRecord> = [1, 2]
+            .map(|id| {
+                let record = NamespaceRecord {
+                    id,
+                    name: NamespaceName::parse(&format!("ns{id}")).unwrap(),
+                    config: NamespaceConfig::default(),
+                    sealed_until: EventTime::from_micros(1_000_000),
+                };
+                store.put_namespace(&record).unwrap();
+                (id, record)
+            })
+            .into_iter()
+            .collect();
+        let counters: Vec<CounterRecord> = (1..=1_000)
+            .map(|id| CounterRecord {
+                id,
+                namespace_id: 1 + (id % 2) as NamespaceId,
+                name: CounterName::parse(&format!("c{id}")).unwrap(),
+            })
+            .collect();
+        let events: Vec<(NamespaceId, StoredEvent)> = counters
+            .iter()
+            .filter(|counter| counter.id % 3 == 0)
+            .map(|counter| {
+                let event = StoredEvent {
+                    counter_id: counter.id,
+                    key: EventKey {
+                        time: EventTime::from_micros(2_000_000),
+                        id: counter.id,
+                    },
+                    kind: EventKind::Add { delta: 10 },
+                    token: None,
+                };
+                (counter.namespace_id, event)
+            })
+            .collect();
+        store
+            .append(&AppendBatch {
+                events,
+                new_counters: counters.clone(),
+                last_event_id: 1_000,
+                last_counter_id: 1_000,
+            })
+            .unwrap();
+        for namespace in namespaces.values() {
+            let checkpoints: Vec<(CounterId, Checkpoint)> = counters
+                .iter()
+                .filter(|counter| counter.namespace_id == namespace.id && counter.id % 5 == 0)
+                .map(|counter| {
+                    let checkpoint = Checkpoint {
+                        fold: Fold {
+                            sum: i128::from(counter.id),
+                            cleared: false,
+                        },
+                        sealed_until: namespace.sealed_until,
+                        last_event_id: 0,
+                    };
+                    (counter.id, checkpoint)
+                })
+                .collect();
+            store.write_rollup(namespace, &checkpoints).unwrap();
+        }
+
+        let load = |ranges: Vec<RangeInclusive<CounterId>>| {
+            let state = SharedState::default();
+            let (tails, _) = fold_tails(&store, &namespaces).unwrap();
+            load_counters(&store, &state, &namespaces, &tails, ranges).unwrap();
+            counters
+                .iter()
+                .map(|counter| {
+                    state
+                        .counters
+                        .get(counter.namespace_id, counter.name.as_str())
+                })
+                .collect::<Vec<_>>()
+        };
+        let single = load(vec![1..=1_000]);
+        let split = load(vec![1..=1, 2..=333, 334..=700, 701..=1_000]);
+
+        assert_eq!(split, single);
+        for (counter, found) in counters.iter().zip(&single) {
+            let entry = found.unwrap();
+            let checkpoint = if counter.id % 5 == 0 {
+                counter.id as i64
+            } else {
+                0
+            };
+            let tail = if counter.id % 3 == 0 { 10 } else { 0 };
+            assert_eq!(entry.id, counter.id);
+            assert_eq!(entry.state.value, checkpoint + tail, "{counter:?}");
+        }
+    }
+
+    #[test]
+    fn id_ranges_use_one_thread_for_few_counters() {
+        assert_eq!(id_ranges(0, 4), Vec::<RangeInclusive<CounterId>>::new());
+        assert_eq!(id_ranges(150_000, 4), [1..=150_000]);
+        assert_eq!(id_ranges(200_000, 4), [1..=100_000, 100_001..=200_000]);
+        assert_eq!(id_ranges(1_000_000, 0), [1..=1_000_000]);
+    }
 }

@@ -9,18 +9,21 @@ use crate::StorageError;
 use crate::encoding::{self, bucket_keyspace_name, parse_bucket_keyspace_name};
 use crate::traits::EventStore;
 use crate::types::{
-    AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, NamespaceId, NamespaceRecord,
-    RecoveredState, StoredEvent, TokenRecord, bucket_of, slice_of,
+    AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
+    NamespaceRecord, RecoveredState, ScannedCounter, StoredEvent, TokenRecord, bucket_of, slice_of,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use tally_core::{CounterName, EventTime};
 use tracing::{error, info};
 
-/// Version 2 writes the events of a slice as one record; version 1 wrote one key per event.
-const FORMAT_VERSION: u32 = 2;
+/// Version 3 adds the `counter_runs` keyspace, which a start reads instead of the counters by
+/// name. Version 2 writes the events of a slice as one record; version 1 wrote one key per
+/// event.
+const FORMAT_VERSION: u32 = 3;
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_LAST_EVENT_ID: &[u8] = b"last_event_id";
 const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
@@ -63,7 +66,10 @@ pub struct EmbeddedStore {
     durability: Durability,
     meta: Keyspace,
     namespaces: Keyspace,
-    counters: Keyspace,
+    /// Counter IDs by namespace and name, for listing.
+    counter_names: Keyspace,
+    /// Counters by ID, in runs created by one group commit, for a start.
+    counter_runs: Keyspace,
     checkpoints: Keyspace,
     tokens: Keyspace,
     /// Open bucket keyspaces by namespace and bucket start.
@@ -97,7 +103,8 @@ impl EmbeddedStore {
             path: path.to_owned(),
             meta: keyspace("meta")?,
             namespaces: keyspace("namespaces")?,
-            counters: keyspace("counters")?,
+            counter_names: keyspace("counter_names")?,
+            counter_runs: keyspace("counter_runs")?,
             checkpoints: keyspace("checkpoints")?,
             tokens: keyspace("tokens")?,
             buckets: RwLock::new(HashMap::new()),
@@ -121,12 +128,18 @@ impl EmbeddedStore {
                 Ok(())
             }
             Some(bytes) if bytes.as_ref() == FORMAT_VERSION.to_be_bytes() => Ok(()),
-            Some(bytes) => Err(StorageError::Corrupt {
-                keyspace: "meta".into(),
-                detail: format!(
-                    "unsupported store format {bytes:?}, this tally reads format {FORMAT_VERSION}"
-                ),
-            }),
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_ref()).map_or_else(
+                    |_| format!("{bytes:?}"),
+                    |bytes| u32::from_be_bytes(bytes).to_string(),
+                );
+                Err(StorageError::Corrupt {
+                    keyspace: "meta".into(),
+                    detail: format!(
+                        "unsupported store format {found}, this tally reads format {FORMAT_VERSION} and cannot convert older stores"
+                    ),
+                })
+            }
         }
     }
 
@@ -203,6 +216,11 @@ fn dense_runs(ids: &[CounterId]) -> impl Iterator<Item = &[CounterId]> {
 }
 
 /// Groups a batch's events by namespace and slice, keeping their order within each group.
+/// Splits counters into runs of consecutive IDs.
+fn consecutive_runs(counters: &[CounterRecord]) -> impl Iterator<Item = &[CounterRecord]> {
+    counters.chunk_by(|before, after| before.id.checked_add(1) == Some(after.id))
+}
+
 fn group_by_slice(
     events: &[(NamespaceId, StoredEvent)],
 ) -> BTreeMap<(NamespaceId, EventTime), Vec<&StoredEvent>> {
@@ -241,6 +259,13 @@ impl SliceEvents {
     }
 }
 
+fn stray_checkpoint(counter_id: CounterId) -> StorageError {
+    StorageError::Corrupt {
+        keyspace: "checkpoints".into(),
+        detail: format!("checkpoint of counter {counter_id}, which the store does not hold"),
+    }
+}
+
 fn read_failed(error: fjall::Error) -> StorageError {
     match error {
         fjall::Error::Poisoned => StorageError::Poisoned,
@@ -264,40 +289,66 @@ impl EventStore for EmbeddedStore {
         Ok(state)
     }
 
-    fn scan_checkpoints(
-        &self,
-        visit: &mut dyn FnMut(CounterId, Checkpoint),
-    ) -> Result<(), StorageError> {
-        for item in self.checkpoints.iter() {
-            let (key, value) = item.into_inner().map_err(read_failed)?;
-            let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
-            visit(counter_id, encoding::decode_checkpoint(&value)?);
-        }
-        Ok(())
-    }
-
     fn scan_counters(
         &self,
-        visit: &mut dyn FnMut(NamespaceId, &str, CounterId),
+        ids: RangeInclusive<CounterId>,
+        visit: &mut dyn FnMut(ScannedCounter<'_>),
     ) -> Result<(), StorageError> {
-        for item in self.counters.iter() {
-            let (key, value) = item.into_inner().map_err(read_failed)?;
-            let mut reader = encoding::Reader::new("counters", &key);
-            let namespace_id = reader.u32()?;
-            let name = reader.rest_utf8()?;
-            if let Err(error) = CounterName::check(name) {
-                return Err(StorageError::Corrupt {
-                    keyspace: "counters".into(),
-                    detail: error.to_string(),
-                });
-            }
-            visit(
-                namespace_id,
-                name,
-                encoding::Reader::new("counters", &value).u64()?,
-            );
+        if ids.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let (first, last) = (*ids.start(), *ids.end());
+        let mut checkpoints = self
+            .checkpoints
+            .range(first.to_be_bytes()..=last.to_be_bytes())
+            .map(|item| {
+                let (key, value) = item.into_inner().map_err(read_failed)?;
+                let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
+                Ok((counter_id, encoding::decode_checkpoint(&value)?))
+            })
+            .peekable();
+        let mut take_checkpoint = |id: CounterId| -> Result<Option<Checkpoint>, StorageError> {
+            match checkpoints.next_if(|item| item.as_ref().map_or(true, |(found, _)| *found <= id))
+            {
+                None => Ok(None),
+                Some(Err(error)) => Err(error),
+                Some(Ok((found, checkpoint))) if found == id => Ok(Some(checkpoint)),
+                Some(Ok((found, _))) => Err(stray_checkpoint(found)),
+            }
+        };
+        // The run that holds `first` may start before it.
+        let runs_start = match self.counter_runs.range(..=first.to_be_bytes()).next_back() {
+            Some(item) => item.key().map_err(read_failed)?.to_vec(),
+            None => first.to_be_bytes().to_vec(),
+        };
+        for item in self
+            .counter_runs
+            .range(runs_start..=last.to_be_bytes().to_vec())
+        {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            let first_id = encoding::Reader::new("counter_runs", &key).u64()?;
+            encoding::decode_counter_run(first_id, &value, &mut |id, namespace_id, name| {
+                if !ids.contains(&id) {
+                    return Ok(());
+                }
+                CounterName::check(name).map_err(|error| StorageError::Corrupt {
+                    keyspace: "counter_runs".into(),
+                    detail: error.to_string(),
+                })?;
+                visit(ScannedCounter {
+                    id,
+                    namespace_id,
+                    name,
+                    checkpoint: take_checkpoint(id)?,
+                });
+                Ok(())
+            })?;
+        }
+        match checkpoints.next() {
+            None => Ok(()),
+            Some(Err(error)) => Err(error),
+            Some(Ok((found, _))) => Err(stray_checkpoint(found)),
+        }
     }
 
     fn put_namespace(&self, namespace: &NamespaceRecord) -> Result<(), StorageError> {
@@ -314,9 +365,16 @@ impl EventStore for EmbeddedStore {
         let mut batch = self.db.batch();
         for counter in &append.new_counters {
             batch.insert(
-                &self.counters,
+                &self.counter_names,
                 encoding::counter_key(counter.namespace_id, counter.name.as_str()),
                 counter.id.to_be_bytes(),
+            );
+        }
+        for run in consecutive_runs(&append.new_counters) {
+            batch.insert(
+                &self.counter_runs,
+                run[0].id.to_be_bytes(),
+                encoding::counter_run_value(run),
             );
         }
         for ((namespace_id, slice_start), events) in group_by_slice(&append.events) {
@@ -521,12 +579,12 @@ impl EventStore for EmbeddedStore {
         let prefix = namespace_id.to_be_bytes();
         let start = encoding::counter_key(namespace_id, after.unwrap_or(""));
         let mut names = Vec::new();
-        for item in self.counters.range(start..) {
+        for item in self.counter_names.range(start..) {
             let key = item.key().map_err(read_failed)?;
             let Some(name_bytes) = key.strip_prefix(prefix.as_slice()) else {
                 break;
             };
-            let name = encoding::Reader::new("counters", name_bytes).rest_utf8()?;
+            let name = encoding::Reader::new("counter_names", name_bytes).rest_utf8()?;
             if after == Some(name) {
                 continue;
             }

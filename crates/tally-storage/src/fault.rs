@@ -8,9 +8,10 @@
 use crate::StorageError;
 use crate::traits::EventStore;
 use crate::types::{
-    AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState, StoredEvent,
-    TokenRecord,
+    AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState,
+    ScannedCounter, StoredEvent, TokenRecord,
 };
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use tally_core::EventTime;
 
@@ -37,18 +38,12 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
         self.inner.recover()
     }
 
-    fn scan_checkpoints(
-        &self,
-        visit: &mut dyn FnMut(CounterId, Checkpoint),
-    ) -> Result<(), StorageError> {
-        self.inner.scan_checkpoints(visit)
-    }
-
     fn scan_counters(
         &self,
-        visit: &mut dyn FnMut(NamespaceId, &str, CounterId),
+        ids: RangeInclusive<CounterId>,
+        visit: &mut dyn FnMut(ScannedCounter<'_>),
     ) -> Result<(), StorageError> {
-        self.inner.scan_counters(visit)
+        self.inner.scan_counters(ids, visit)
     }
 
     fn put_namespace(&self, namespace: &NamespaceRecord) -> Result<(), StorageError> {

@@ -6,9 +6,10 @@ use crate::StorageError;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, NamespaceId, NamespaceRecord,
-    RecoveredState, StoredEvent, TokenRecord, bucket_of,
+    RecoveredState, ScannedCounter, StoredEvent, TokenRecord, bucket_of,
 };
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::{Mutex, MutexGuard};
 use tally_core::{EventKey, EventTime};
 
@@ -16,6 +17,7 @@ use tally_core::{EventKey, EventTime};
 struct Inner {
     namespaces: BTreeMap<String, NamespaceRecord>,
     counters: BTreeMap<(NamespaceId, String), CounterId>,
+    counters_by_id: BTreeMap<CounterId, (NamespaceId, String)>,
     checkpoints: BTreeMap<CounterId, Checkpoint>,
     tokens: BTreeMap<(NamespaceId, CounterId, String), TokenRecord>,
     /// Events by namespace, bucket start and key.
@@ -49,36 +51,47 @@ impl EventStore for MemoryStore {
         })
     }
 
-    fn scan_checkpoints(
-        &self,
-        visit: &mut dyn FnMut(CounterId, Checkpoint),
-    ) -> Result<(), StorageError> {
-        let mut checkpoints: Vec<_> = self
-            .lock()?
-            .checkpoints
-            .iter()
-            .map(|(id, checkpoint)| (*id, *checkpoint))
-            .collect();
-        checkpoints.sort_by_key(|(id, _)| *id);
-        for (id, checkpoint) in checkpoints {
-            visit(id, checkpoint);
-        }
-        Ok(())
-    }
-
     fn scan_counters(
         &self,
-        visit: &mut dyn FnMut(NamespaceId, &str, CounterId),
+        ids: RangeInclusive<CounterId>,
+        visit: &mut dyn FnMut(ScannedCounter<'_>),
     ) -> Result<(), StorageError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         // Copy first so that `visit` may call back into the store.
-        let counters: Vec<_> = self
-            .lock()?
-            .counters
-            .iter()
-            .map(|((namespace_id, name), id)| (*namespace_id, name.clone(), *id))
-            .collect();
-        for (namespace_id, name, id) in counters {
-            visit(namespace_id, &name, id);
+        let (counters, checkpoints) = {
+            let inner = self.lock()?;
+            if let Some(stray) = inner
+                .checkpoints
+                .range(ids.clone())
+                .map(|(id, _)| *id)
+                .find(|id| !inner.counters_by_id.contains_key(id))
+            {
+                return Err(StorageError::Corrupt {
+                    keyspace: "checkpoints".into(),
+                    detail: format!("checkpoint of counter {stray}, which the store does not hold"),
+                });
+            }
+            let counters: Vec<(CounterId, NamespaceId, String)> = inner
+                .counters_by_id
+                .range(ids.clone())
+                .map(|(id, (namespace_id, name))| (*id, *namespace_id, name.clone()))
+                .collect();
+            let checkpoints: BTreeMap<CounterId, Checkpoint> = inner
+                .checkpoints
+                .range(ids)
+                .map(|(id, checkpoint)| (*id, *checkpoint))
+                .collect();
+            (counters, checkpoints)
+        };
+        for (id, namespace_id, name) in &counters {
+            visit(ScannedCounter {
+                id: *id,
+                namespace_id: *namespace_id,
+                name,
+                checkpoint: checkpoints.get(id).copied(),
+            });
         }
         Ok(())
     }
@@ -96,6 +109,10 @@ impl EventStore for MemoryStore {
             inner.counters.insert(
                 (counter.namespace_id, counter.name.as_str().to_owned()),
                 counter.id,
+            );
+            inner.counters_by_id.insert(
+                counter.id,
+                (counter.namespace_id, counter.name.as_str().to_owned()),
             );
         }
         for (namespace_id, event) in &batch.events {

@@ -2,9 +2,10 @@
 
 use crate::StorageError;
 use crate::types::{
-    AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState, StoredEvent,
-    TokenRecord,
+    AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState,
+    ScannedCounter, StoredEvent, TokenRecord,
 };
+use std::ops::RangeInclusive;
 use tally_core::EventTime;
 
 /// The event log, tokens and checkpoints of one Tally deployment.
@@ -12,20 +13,17 @@ use tally_core::EventTime;
 /// Calls block; the server runs them on threads that may block. Every write is atomic: after an
 /// error none of it is visible, so no token is claimed by a failed write.
 pub trait EventStore: Send + Sync + 'static {
-    /// Loads namespaces and the last assigned IDs.
+    /// Loads namespaces and the last assigned IDs; [`Self::scan_counters`] reads the counters.
     fn recover(&self) -> Result<RecoveredState, StorageError>;
 
-    /// Visits every checkpoint in increasing counter ID order.
-    fn scan_checkpoints(
-        &self,
-        visit: &mut dyn FnMut(CounterId, Checkpoint),
-    ) -> Result<(), StorageError>;
-
-    /// Visits every counter as namespace ID, name and counter ID, without copying names, so
-    /// that a start with millions of counters needs no memory per counter beyond the caller's.
+    /// Visits the counters whose IDs lie in `ids`, in increasing ID order, each with its latest
+    /// checkpoint, without copying names. A start calls it on disjoint ranges at once, one per
+    /// core, so a store must allow concurrent scans. A checkpoint of a counter that the store
+    /// does not hold makes the scan fail with [`StorageError::Corrupt`].
     fn scan_counters(
         &self,
-        visit: &mut dyn FnMut(NamespaceId, &str, CounterId),
+        ids: RangeInclusive<CounterId>,
+        visit: &mut dyn FnMut(ScannedCounter<'_>),
     ) -> Result<(), StorageError>;
 
     /// Creates or replaces a namespace record, durably.

@@ -36,6 +36,16 @@ pub struct CounterRecord {
     pub name: CounterName,
 }
 
+/// A counter as a start reads it: its identity and the checkpoint of its latest rollup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScannedCounter<'a> {
+    pub id: CounterId,
+    pub namespace_id: NamespaceId,
+    pub name: &'a str,
+    /// `None` until a rollup has sealed some of the counter's events.
+    pub checkpoint: Option<Checkpoint>,
+}
+
 /// One event of the log with what identifies its counter and its retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {

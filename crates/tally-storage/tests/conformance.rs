@@ -111,24 +111,37 @@ fn scan(
     visited
 }
 
-/// Returns every checkpoint that `scan_checkpoints` visits, in the order it visits them.
-fn scanned_checkpoints(store: &dyn EventStore) -> Vec<(CounterId, Checkpoint)> {
+/// Returns what `scan_counters` visits for `ids`, in the order it visits them.
+fn scanned_range(
+    store: &dyn EventStore,
+    ids: std::ops::RangeInclusive<CounterId>,
+) -> Result<Vec<(CounterRecord, Option<Checkpoint>)>, StorageError> {
     let mut visited = Vec::new();
-    store
-        .scan_checkpoints(&mut |id, checkpoint| visited.push((id, checkpoint)))
-        .unwrap();
-    visited
+    store.scan_counters(ids, &mut |scanned| {
+        visited.push((
+            counter(scanned.id, scanned.namespace_id, scanned.name),
+            scanned.checkpoint,
+        ));
+    })?;
+    Ok(visited)
 }
 
 /// Returns every counter that `scan_counters` visits, in the order it visits them.
 fn scanned_counters(store: &dyn EventStore) -> Vec<CounterRecord> {
-    let mut visited = Vec::new();
-    store
-        .scan_counters(&mut |namespace_id, name, id| {
-            visited.push(counter(id, namespace_id, name));
-        })
-        .unwrap();
-    visited
+    scanned_range(store, 0..=CounterId::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(record, _)| record)
+        .collect()
+}
+
+/// Returns every checkpoint that `scan_counters` visits, in the order it visits them.
+fn scanned_checkpoints(store: &dyn EventStore) -> Vec<(CounterId, Checkpoint)> {
+    scanned_range(store, 0..=CounterId::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(record, checkpoint)| checkpoint.map(|checkpoint| (record.id, checkpoint)))
+        .collect()
 }
 
 /// Returns the events of a namespace over a range far wider than any test writes to.
@@ -503,7 +516,7 @@ mod cases {
         let state = store.recover().unwrap();
 
         assert_eq!(state.namespaces, [default, metrics]);
-        assert_eq!(scanned_counters(store), [clicks, visits, errors]);
+        assert_eq!(scanned_counters(store), [visits, clicks, errors]);
         assert_eq!(scanned_checkpoints(store), rollup);
         assert_eq!(state.last_event_id, 3);
         assert_eq!(state.last_counter_id, 12);
@@ -557,6 +570,8 @@ mod cases {
         let other = namespace(2, "other");
         store.put_namespace(&default).unwrap();
         store.put_namespace(&other).unwrap();
+        let counters = [counter(10, 1, "visits"), counter(11, 1, "clicks")];
+        store.append(&batch(1, &[], &counters)).unwrap();
 
         default.sealed_until = at(HOUR_SECONDS);
         let first = checkpoint(12, false, at(HOUR_SECONDS), 40);
@@ -582,6 +597,96 @@ mod cases {
         let state = store.recover().unwrap();
         assert_eq!(state.namespaces, [default, other]);
         assert_eq!(scanned_checkpoints(store), [(10, replaced), (11, second)]);
+    }
+
+    pub fn scan_counters_by_id_range(store: &dyn EventStore) {
+        // Counters 1 to 5 come from one commit and 6, 7 and 9 from single commits; no commit
+        // wrote 8.
+        let names = ["e", "d", "c", "b", "a", "g", "f", "", "h"];
+        let counters: Vec<CounterRecord> = (1..)
+            .zip(names)
+            .filter(|(_, name)| !name.is_empty())
+            .map(|(id, name)| counter(id, 1 + (id as NamespaceId) % 2, name))
+            .collect();
+        store.append(&batch(1, &[], &counters[..5])).unwrap();
+        for single in &counters[5..] {
+            store
+                .append(&batch(1, &[], std::slice::from_ref(single)))
+                .unwrap();
+        }
+        let mut default = namespace(1, "default");
+        default.sealed_until = at(HOUR_SECONDS);
+        let checkpoints = [
+            (2, checkpoint(5, false, at(HOUR_SECONDS), 7)),
+            (7, checkpoint(-4, true, at(HOUR_SECONDS), 8)),
+        ];
+        store.write_rollup(&default, &checkpoints).unwrap();
+
+        let expected =
+            |ids: std::ops::RangeInclusive<CounterId>| -> Vec<(CounterRecord, Option<Checkpoint>)> {
+                counters
+                    .iter()
+                    .filter(|record| ids.contains(&record.id))
+                    .map(|record| {
+                        let found = checkpoints.iter().find(|(id, _)| *id == record.id);
+                        (record.clone(), found.map(|(_, checkpoint)| *checkpoint))
+                    })
+                    .collect()
+            };
+        for ids in [
+            1..=9,
+            0..=CounterId::MAX,
+            3..=4,
+            2..=2,
+            4..=6,
+            5..=7,
+            8..=8,
+            8..=9,
+            10..=20,
+        ] {
+            assert_eq!(
+                scanned_range(store, ids.clone()).unwrap(),
+                expected(ids.clone()),
+                "ids {ids:?}"
+            );
+        }
+        #[allow(clippy::reversed_empty_ranges)]
+        let inverted = 6..=3;
+        assert_eq!(scanned_range(store, inverted).unwrap(), []);
+        // Disjoint ranges that cover every ID visit every counter once.
+        let halves = [
+            scanned_range(store, 0..=4).unwrap(),
+            scanned_range(store, 5..=CounterId::MAX).unwrap(),
+        ]
+        .concat();
+        assert_eq!(halves, expected(0..=CounterId::MAX));
+    }
+
+    pub fn checkpoint_without_counter_is_corrupt(store: &dyn EventStore) {
+        store
+            .append(&batch(1, &[], &[counter(3, 1, "visits")]))
+            .unwrap();
+        let mut default = namespace(1, "default");
+        default.sealed_until = at(HOUR_SECONDS);
+        // A stray checkpoint after the last counter, then one before it, which the scan meets first.
+        for stray in [4, 2] {
+            store
+                .write_rollup(
+                    &default,
+                    &[(stray, checkpoint(1, false, at(HOUR_SECONDS), 1))],
+                )
+                .unwrap();
+            let error = scanned_range(store, 0..=CounterId::MAX).unwrap_err();
+            assert!(
+                matches!(&error, StorageError::Corrupt { detail, .. } if detail.contains(&format!("counter {stray},"))),
+                "{error:?}"
+            );
+        }
+        // A scan of a range without the stray checkpoints still succeeds.
+        assert_eq!(
+            scanned_range(store, 3..=3).unwrap(),
+            [(counter(3, 1, "visits"), None)]
+        );
     }
 
     pub fn drop_buckets_removes_whole_buckets(store: &dyn EventStore) {
@@ -898,6 +1003,8 @@ macro_rules! conformance_suite {
                 recover_returns_written_state,
                 put_namespace_replaces_record,
                 write_rollup_stores_checkpoints,
+                scan_counters_by_id_range,
+                checkpoint_without_counter_is_corrupt,
                 drop_buckets_removes_whole_buckets,
                 drop_buckets_keeps_tokens,
                 read_checkpoints_matches_single_reads,
@@ -1086,7 +1193,7 @@ fn embedded_fault_fails_whole_append() {
     let state = store.recover().unwrap();
     assert_eq!(
         scanned_counters(&store),
-        [counter(11, 1, "clicks"), counter(10, 1, "visits")]
+        [counter(10, 1, "visits"), counter(11, 1, "clicks")]
     );
     assert_eq!(state.last_event_id, 3);
     assert_eq!(state.last_counter_id, 11);
@@ -1095,25 +1202,30 @@ fn embedded_fault_fails_whole_append() {
 
 #[test]
 fn store_of_older_format_is_rejected() {
-    let dir = TempDir::new().unwrap();
-    {
-        // A directory as a tally with store format 1 leaves it.
-        let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let meta = db
-            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
-        meta.insert(b"format", 1u32.to_be_bytes()).unwrap();
-        db.persist(fjall::PersistMode::SyncAll).unwrap();
-    }
-
-    let result = EmbeddedStore::open(dir.path(), Durability::Sync);
-
-    match result {
-        Err(StorageError::Corrupt { keyspace, detail }) => {
-            assert_eq!(keyspace, "meta");
-            assert!(detail.contains("unsupported store format"), "{detail}");
+    for format in [1u32, 2] {
+        let dir = TempDir::new().unwrap();
+        {
+            // A directory as a tally with an older store format leaves it.
+            let db = fjall::Database::builder(dir.path()).open().unwrap();
+            let meta = db
+                .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            meta.insert(b"format", format.to_be_bytes()).unwrap();
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
         }
-        Err(other) => panic!("expected a format error, got {other:?}"),
-        Ok(_) => panic!("a store of format 1 was opened"),
+
+        let result = EmbeddedStore::open(dir.path(), Durability::Sync);
+
+        match result {
+            Err(StorageError::Corrupt { keyspace, detail }) => {
+                assert_eq!(keyspace, "meta");
+                assert!(
+                    detail.contains(&format!("unsupported store format {format},")),
+                    "{detail}"
+                );
+            }
+            Err(other) => panic!("expected a format error, got {other:?}"),
+            Ok(_) => panic!("a store of format {format} was opened"),
+        }
     }
 }
