@@ -1,10 +1,11 @@
 //! Recovery at start: rebuilding every durable counter's running state from its checkpoint and
 //! the events of the unsealed tail.
 //!
-//! It streams. The tail is folded per counter as the scan visits it in key order. Then the
-//! counters, which the store returns in ID order with their checkpoints, go straight into the
-//! table, on one thread per core, each scanning its own range of IDs. Nothing is kept per
-//! event, and once recovery ends, nothing per counter but the table.
+//! It streams, on one thread per core. The tail is folded per counter as the scan visits it in
+//! key order, each thread folding one part of the time range; the parts are then joined. Then
+//! the counters, which the store returns in ID order with their checkpoints, go straight into
+//! the table, each thread scanning its own range of IDs. Nothing is kept per event, and once
+//! recovery ends, nothing per counter but the table.
 
 use crate::ServiceError;
 use crate::counters::CounterEntry;
@@ -15,7 +16,7 @@ use tally_core::{Event, EventTime, TailFold};
 use tally_storage::{CounterId, EventStore, NamespaceId, NamespaceRecord, ScannedCounter};
 use tracing::debug;
 
-/// Most threads that load counters at once.
+/// Most threads that fold the tail or load counters at once.
 const MAX_LOAD_THREADS: usize = 8;
 
 /// Fewest counters worth a thread of their own.
@@ -27,11 +28,13 @@ pub(crate) fn replay(
     state: &SharedState,
     last_counter_id: CounterId,
     namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
+    now: EventTime,
 ) -> Result<u64, ServiceError> {
     let started = std::time::Instant::now();
-    let (tails, num_events) = fold_tails(store, namespaces)?;
+    let threads = load_threads();
+    let (tails, num_events) = fold_tails(store, namespaces, now, threads)?;
     let tail_ms = started.elapsed().as_millis() as u64;
-    let ranges = id_ranges(last_counter_id, load_threads());
+    let ranges = id_ranges(last_counter_id, threads);
     let num_threads = ranges.len();
     load_counters(store, state, namespaces, &tails, ranges)?;
     debug!(
@@ -48,7 +51,7 @@ fn load_counters(
     store: &dyn EventStore,
     state: &SharedState,
     namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
-    tails: &HashMap<CounterId, TailFold>,
+    tails: &Tails,
     ranges: Vec<RangeInclusive<CounterId>>,
 ) -> Result<(), ServiceError> {
     let num_counters: u64 = ranges
@@ -113,7 +116,7 @@ fn id_ranges(last_counter_id: CounterId, max_ranges: usize) -> Vec<RangeInclusiv
 struct Loader<'a> {
     store: &'a dyn EventStore,
     state: &'a SharedState,
-    tails: &'a HashMap<CounterId, TailFold>,
+    tails: &'a Tails,
     durable: &'a hashbrown::HashSet<NamespaceId>,
 }
 
@@ -154,31 +157,107 @@ impl Loader<'_> {
     }
 }
 
-/// Folds the unsealed tail of every namespace per counter.
+/// Folds the unsealed tail of every durable namespace per counter. The time after each
+/// namespace's `sealed_until` is cut into `num_parts` parts, the last of which reaches past
+/// `now` to the end of time. Each part is folded on its own thread, and the parts are joined in
+/// time order.
 fn fold_tails(
     store: &dyn EventStore,
     namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
-) -> Result<(HashMap<CounterId, TailFold>, u64), ServiceError> {
-    let mut tails: HashMap<CounterId, TailFold> = HashMap::new();
+    now: EventTime,
+    num_parts: usize,
+) -> Result<(Tails, u64), ServiceError> {
+    let bounds: Vec<(NamespaceId, Vec<EventTime>)> = namespaces
+        .values()
+        .filter(|record| record.config.counter_type.is_durable())
+        .map(|record| (record.id, time_bounds(record.sealed_until, now, num_parts)))
+        .collect();
+    let parts: Vec<Result<(Tails, u64), ServiceError>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..num_parts.max(1))
+            .map(|part| {
+                let bounds = &bounds;
+                scope.spawn(move || fold_part(store, bounds, part))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(ServiceError::Unavailable(
+                        "a thread that folds the tail panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut tails = Tails::new();
     let mut num_events = 0;
-    for record in namespaces.values() {
-        if !record.config.counter_type.is_durable() {
-            continue;
-        }
-        store.scan_events(
-            record.id,
-            record.sealed_until,
-            EventTime::from_micros(i64::MAX),
-            &mut |event| {
-                num_events += 1;
-                tails.entry(event.counter_id).or_default().push(Event {
-                    key: event.key,
-                    kind: event.kind,
-                });
-            },
-        )?;
+    for part in parts {
+        let (later, part_events) = part?;
+        tails = join_tails(tails, later);
+        num_events += part_events;
     }
     Ok((tails, num_events))
+}
+
+/// Folded tails by counter ID.
+type Tails = HashMap<CounterId, TailFold>;
+
+/// Returns `num_parts + 1` bounds that cut `[from, end of time)` into parts; all but the
+/// last part split `[from, now)` evenly.
+fn time_bounds(from: EventTime, now: EventTime, num_parts: usize) -> Vec<EventTime> {
+    let end = EventTime::from_micros(i64::MAX);
+    let span = now.as_micros().saturating_sub(from.as_micros());
+    let num_parts = i64::try_from(num_parts.max(1)).unwrap_or(1);
+    if span < num_parts {
+        let mut bounds = vec![from; usize::try_from(num_parts).unwrap_or(1)];
+        bounds.push(end);
+        return bounds;
+    }
+    (0..num_parts)
+        .map(|part| EventTime::from_micros(from.as_micros() + span / num_parts * part))
+        .chain([end])
+        .collect()
+}
+
+/// Folds part `part` of every namespace's tail.
+fn fold_part(
+    store: &dyn EventStore,
+    bounds: &[(NamespaceId, Vec<EventTime>)],
+    part: usize,
+) -> Result<(Tails, u64), ServiceError> {
+    let mut tails = Tails::new();
+    let mut num_events = 0;
+    for (namespace_id, bounds) in bounds {
+        let (Some(from), Some(until)) = (bounds.get(part), bounds.get(part + 1)) else {
+            continue;
+        };
+        store.scan_events(*namespace_id, *from, *until, &mut |event| {
+            num_events += 1;
+            tails.entry(event.counter_id).or_default().push(Event {
+                key: event.key,
+                kind: event.kind,
+            });
+        })?;
+    }
+    Ok((tails, num_events))
+}
+
+/// Joins the folds of two consecutive parts of the tails, walking the smaller map.
+fn join_tails(mut earlier: Tails, mut later: Tails) -> Tails {
+    if earlier.len() >= later.len() {
+        for (id, fold) in later {
+            let joined = earlier.get(&id).map_or(fold, |before| before.then(fold));
+            earlier.insert(id, joined);
+        }
+        earlier
+    } else {
+        for (id, fold) in earlier {
+            let joined = later.get(&id).map_or(fold, |after| fold.then(*after));
+            later.insert(id, joined);
+        }
+        later
+    }
 }
 
 #[cfg(test)]
@@ -275,7 +354,7 @@ mod tests {
 
         let load = |ranges: Vec<RangeInclusive<CounterId>>| {
             let state = SharedState::default();
-            let (tails, _) = fold_tails(&store, &namespaces).unwrap();
+            let (tails, _) = fold_tails(&store, &namespaces, EventTime::from_micros(3_000_000), 3).unwrap();
             load_counters(&store, &state, &namespaces, &tails, ranges).unwrap();
             counters
                 .iter()
@@ -301,6 +380,74 @@ mod tests {
             assert_eq!(entry.id, counter.id);
             assert_eq!(entry.state.value, checkpoint + tail, "{counter:?}");
         }
+    }
+
+    #[test]
+    fn tail_folded_in_parts_equals_tail_folded_whole() {
+        use tally_core::{EventKey, EventKind, NamespaceConfig, NamespaceName};
+        use tally_storage::{AppendBatch, MemoryStore, StoredEvent};
+
+        let store = MemoryStore::new();
+        let record = NamespaceRecord {
+            id: 1,
+            name: NamespaceName::parse("default").unwrap(),
+            config: NamespaceConfig::default(),
+            sealed_until: EventTime::from_micros(10_000_000),
+        };
+        store.put_namespace(&record).unwrap();
+        // Events of five counters spread over 10 s to 20 s, with a clear every seventh event;
+        // their IDs do not follow their times.
+        let events: Vec<(NamespaceId, StoredEvent)> = (0..300u64)
+            .map(|index| {
+                let kind = if index % 7 == 6 {
+                    EventKind::Clear
+                } else {
+                    EventKind::Add { delta: index as i64 - 100 }
+                };
+                let micros = 10_000_000 + (index * 37_000 % 10_000_000) as i64 / 2 * 2;
+                let event = StoredEvent {
+                    counter_id: index % 5 + 1,
+                    key: EventKey {
+                        time: EventTime::from_micros(micros),
+                        id: 1_000 - index,
+                    },
+                    kind,
+                    token: None,
+                };
+                (1, event)
+            })
+            .collect();
+        store
+            .append(&AppendBatch {
+                events,
+                new_counters: Vec::new(),
+                last_event_id: 1_000,
+                last_counter_id: 5,
+            })
+            .unwrap();
+        let namespaces = std::collections::HashMap::from([(1, record)]);
+        let now = EventTime::from_micros(18_000_000);
+
+        let (whole, num_whole) = fold_tails(&store, &namespaces, now, 1).unwrap();
+        assert_eq!(num_whole, 300);
+        assert_eq!(whole.len(), 5);
+        for num_parts in [2, 3, 8] {
+            let (parts, num_events) = fold_tails(&store, &namespaces, now, num_parts).unwrap();
+            assert_eq!(num_events, 300, "{num_parts} parts");
+            assert_eq!(parts, whole, "{num_parts} parts");
+        }
+    }
+
+    #[test]
+    fn time_bounds_cut_from_start_to_end_of_time() {
+        let at = EventTime::from_micros;
+        let end = at(i64::MAX);
+        assert_eq!(time_bounds(at(100), at(400), 3), [at(100), at(200), at(300), end]);
+        assert_eq!(time_bounds(at(100), at(400), 1), [at(100), end]);
+        assert_eq!(time_bounds(at(100), at(50), 2), [at(100), at(100), end]);
+        let from_min = time_bounds(EventTime::MIN, at(0), 2);
+        assert_eq!(from_min.len(), 3);
+        assert!(from_min.windows(2).all(|pair| pair[0] <= pair[1]));
     }
 
     #[test]
