@@ -79,17 +79,35 @@ impl CounterTable {
     ) -> Option<(CounterEntry, Location)> {
         let hash = self.hash(namespace_id, name);
         let shard_index = shard_index(hash);
-        let shard = read(&self.shards[shard_index]);
-        let bucket = shard
-            .slots
-            .find_bucket_index(hash, shard.names.matcher(namespace_id, name.as_bytes()))?;
-        let location = Location {
-            shard: shard_index,
-            bucket,
-            capacity: shard.slots.capacity(),
-        };
-        let slot = shard.slots.get_bucket(bucket)?;
-        Some((shard.entry(slot), location))
+        read(&self.shards[shard_index]).get_located(shard_index, hash, namespace_id, name)
+    }
+
+    /// Does [`Self::get_located`] for many counters, in order. It takes each shard's lock once
+    /// for all of its counters, so the lookups' reads from memory can overlap instead of each
+    /// waiting behind a lock operation.
+    pub fn get_many_located(
+        &self,
+        keys: &[(NamespaceId, &str)],
+    ) -> Vec<Option<(CounterEntry, Location)>> {
+        let mut hashed: Vec<(usize, u64, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(index, (namespace_id, name))| {
+                let hash = self.hash(*namespace_id, name);
+                (shard_index(hash), hash, index)
+            })
+            .collect();
+        hashed.sort_unstable_by_key(|(shard_index, _, _)| *shard_index);
+        let mut found = vec![None; keys.len()];
+        for group in hashed.chunk_by(|a, b| a.0 == b.0) {
+            let shard_index = group[0].0;
+            let shard = read(&self.shards[shard_index]);
+            for &(_, hash, index) in group {
+                let (namespace_id, name) = keys[index];
+                found[index] = shard.get_located(shard_index, hash, namespace_id, name);
+            }
+        }
+        found
     }
 
     /// Replaces the entry of a counter found at `location`, without looking its name up
@@ -315,6 +333,25 @@ impl Shard {
         Some(self.entry(slot))
     }
 
+    fn get_located(
+        &self,
+        shard_index: usize,
+        hash: u64,
+        namespace_id: NamespaceId,
+        name: &str,
+    ) -> Option<(CounterEntry, Location)> {
+        let bucket = self
+            .slots
+            .find_bucket_index(hash, self.names.matcher(namespace_id, name.as_bytes()))?;
+        let location = Location {
+            shard: shard_index,
+            bucket,
+            capacity: self.slots.capacity(),
+        };
+        let slot = self.slots.get_bucket(bucket)?;
+        Some((self.entry(slot), location))
+    }
+
     fn find(&self, hash: u64, namespace_id: NamespaceId, name: &[u8]) -> Option<&Slot> {
         self.slots
             .find(hash, self.names.matcher(namespace_id, name))
@@ -502,6 +539,32 @@ mod tests {
             assert_eq!(reserved.get(1, &name), plain.get(1, &name));
             assert!(reserved.get(1, &name).is_some());
         }
+    }
+
+    #[test]
+    fn get_many_located_matches_get_located() {
+        let table = CounterTable::default();
+        for i in 0..2_000u64 {
+            let tail = (i % 3 == 0).then(|| key(i as i64, i));
+            table.insert((i % 2) as NamespaceId, &format!("c{i}"), entry(i, i as i64, tail));
+        }
+        let names: Vec<String> = (0..2_100).map(|i| format!("c{}", i * 7 % 2_100)).collect();
+        let keys: Vec<(NamespaceId, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| ((index % 3) as NamespaceId, name.as_str()))
+            .collect();
+
+        let many = table.get_many_located(&keys);
+
+        let single: Vec<_> = keys
+            .iter()
+            .map(|(namespace_id, name)| table.get_located(*namespace_id, name))
+            .collect();
+        assert_eq!(many, single);
+        assert!(many.iter().flatten().count() > 500);
+        assert!(many.iter().any(Option::is_none));
+        assert_eq!(table.get_many_located(&[]), []);
     }
 
     #[test]

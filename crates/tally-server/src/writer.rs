@@ -211,12 +211,16 @@ impl Writer {
         let mut barriers = Vec::new();
 
         // Decide every change against the committed state plus the changes before it.
+        let mut committed = self.look_up_counters(&commands, &mut pending).into_iter();
         for command in commands {
             match command {
                 WriteCommand::Changes { changes, reply } => {
                     let decisions = changes
                         .into_iter()
-                        .map(|change| self.decide(change, now, &mut pending))
+                        .map(|change| {
+                            let found = committed.next().flatten();
+                            self.decide(change, now, found, &mut pending)
+                        })
                         .collect();
                     decided.push((decisions, reply));
                 }
@@ -269,13 +273,35 @@ impl Writer {
         }
     }
 
+    /// Looks up the committed entry of every change's counter, in the order of the changes,
+    /// all at once.
+    fn look_up_counters(
+        &self,
+        commands: &[WriteCommand],
+        pending: &mut PendingCommit,
+    ) -> Vec<Option<(CounterEntry, Location)>> {
+        let mut keys = Vec::new();
+        for command in commands {
+            if let WriteCommand::Changes { changes, .. } = command {
+                for change in changes {
+                    let namespace = pending.namespace_view(&change.namespace);
+                    keys.push((namespace.id, change.counter.as_str()));
+                }
+            }
+        }
+        self.state.counters.get_many_located(&keys)
+    }
+
+    /// Decides a change. `committed` is its counter's committed entry, if any, found by
+    /// [`Self::look_up_counters`].
     fn decide(
         &mut self,
         change: ChangeRequest,
         now: EventTime,
+        committed: Option<(CounterEntry, Location)>,
         pending: &mut PendingCommit,
     ) -> Decision {
-        match self.try_decide(change, now, pending) {
+        match self.try_decide(change, now, committed, pending) {
             Ok(decision) => decision,
             Err(error) => Decision::Done(Err(error)),
         }
@@ -285,13 +311,15 @@ impl Writer {
         &mut self,
         change: ChangeRequest,
         now: EventTime,
+        committed: Option<(CounterEntry, Location)>,
         pending: &mut PendingCommit,
     ) -> Result<Decision, ServiceError> {
         let namespace = pending.namespace_view(&change.namespace);
         let key = CounterKeyRef(namespace.id, change.counter.as_str());
+        // An earlier change of this commit wins over the committed entry.
         let (existing, location) = match pending.counters.get(&key) {
             Some((entry, location)) => (Some(*entry), *location),
-            None => match self.state.counters.get_located(key.0, key.1) {
+            None => match committed {
                 Some((entry, location)) => (Some(entry), Some(location)),
                 None => (None, None),
             },
