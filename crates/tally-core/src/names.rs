@@ -58,6 +58,12 @@ impl CounterName {
         Ok(Self(name.into()))
     }
 
+    /// Parses a name that the caller owns, keeping its memory.
+    pub fn parse_owned(name: String) -> Result<Self, ValidationError> {
+        Self::check(&name)?;
+        Ok(Self(name.into_boxed_str()))
+    }
+
     /// Checks a name without keeping it.
     pub fn check(name: &str) -> Result<(), ValidationError> {
         check_printable_text("counter", name, MAX_COUNTER_NAME_BYTES)

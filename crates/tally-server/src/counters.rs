@@ -546,7 +546,11 @@ mod tests {
         let table = CounterTable::default();
         for i in 0..2_000u64 {
             let tail = (i % 3 == 0).then(|| key(i as i64, i));
-            table.insert((i % 2) as NamespaceId, &format!("c{i}"), entry(i, i as i64, tail));
+            table.insert(
+                (i % 2) as NamespaceId,
+                &format!("c{i}"),
+                entry(i, i as i64, tail),
+            );
         }
         let names: Vec<String> = (0..2_100).map(|i| format!("c{}", i * 7 % 2_100)).collect();
         let keys: Vec<(NamespaceId, &str)> = names

@@ -354,7 +354,8 @@ mod tests {
 
         let load = |ranges: Vec<RangeInclusive<CounterId>>| {
             let state = SharedState::default();
-            let (tails, _) = fold_tails(&store, &namespaces, EventTime::from_micros(3_000_000), 3).unwrap();
+            let (tails, _) =
+                fold_tails(&store, &namespaces, EventTime::from_micros(3_000_000), 3).unwrap();
             load_counters(&store, &state, &namespaces, &tails, ranges).unwrap();
             counters
                 .iter()
@@ -402,7 +403,9 @@ mod tests {
                 let kind = if index % 7 == 6 {
                     EventKind::Clear
                 } else {
-                    EventKind::Add { delta: index as i64 - 100 }
+                    EventKind::Add {
+                        delta: index as i64 - 100,
+                    }
                 };
                 let micros = 10_000_000 + (index * 37_000 % 10_000_000) as i64 / 2 * 2;
                 let event = StoredEvent {
@@ -442,7 +445,10 @@ mod tests {
     fn time_bounds_cut_from_start_to_end_of_time() {
         let at = EventTime::from_micros;
         let end = at(i64::MAX);
-        assert_eq!(time_bounds(at(100), at(400), 3), [at(100), at(200), at(300), end]);
+        assert_eq!(
+            time_bounds(at(100), at(400), 3),
+            [at(100), at(200), at(300), end]
+        );
         assert_eq!(time_bounds(at(100), at(400), 1), [at(100), end]);
         assert_eq!(time_bounds(at(100), at(50), 2), [at(100), at(100), end]);
         let from_min = time_bounds(EventTime::MIN, at(0), 2);

@@ -388,9 +388,10 @@ impl Service {
         let mut requests = Vec::new();
         let mut positions = Vec::new();
         for (position, change) in changes.into_iter().enumerate() {
-            let parsed = CounterName::parse(&change.counter)
+            let token = parse_token(change.token.as_ref(), now);
+            let parsed = CounterName::parse_owned(change.counter)
                 .map_err(ServiceError::from)
-                .and_then(|name| Ok((name, parse_token(change.token.as_ref(), now)?)));
+                .and_then(|name| Ok((name, token?)));
             match parsed {
                 Err(error) => results.push(Some(Err(error))),
                 Ok((name, _)) if !durable => {

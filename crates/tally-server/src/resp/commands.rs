@@ -6,6 +6,7 @@
 use super::reply::{self, NOT_AN_INTEGER, Reply};
 use crate::Service;
 use crate::service::{BatchChange, TokenInput};
+use std::borrow::Cow;
 use tally_core::{EventKind, parse_delta};
 
 /// A parsed command.
@@ -28,6 +29,20 @@ pub enum Command {
 pub enum ChangeReply {
     Value,
     EventId,
+}
+
+/// Returns a command name in upper case. Names of up to 16 ASCII bytes, which include every
+/// command this front end knows, are upper-cased in `buffer` without allocating.
+fn upper_case<'a>(name: &[u8], buffer: &'a mut [u8; 16]) -> Cow<'a, str> {
+    if name.len() <= buffer.len() && name.is_ascii() {
+        let upper = &mut buffer[..name.len()];
+        upper.copy_from_slice(name);
+        upper.make_ascii_uppercase();
+        if let Ok(text) = std::str::from_utf8(upper) {
+            return Cow::Borrowed(text);
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(name).to_uppercase())
 }
 
 fn text(argument: &[u8]) -> Result<String, Reply> {
@@ -80,9 +95,10 @@ fn token_of(arguments: &[Vec<u8>]) -> Result<Option<TokenInput>, Command> {
 
 /// Turns the arguments of one request into a [`Command`].
 pub fn parse(arguments: Vec<Vec<u8>>) -> Command {
-    let name = String::from_utf8_lossy(&arguments[0]).to_uppercase();
+    let mut buffer = [0u8; 16];
+    let name = upper_case(&arguments[0], &mut buffer);
     let args = &arguments[1..];
-    let built = match (name.as_str(), args.len()) {
+    let built = match (name.as_ref(), args.len()) {
         ("INCR", 1) => Ok(change(
             &args[0],
             EventKind::Add { delta: 1 },
@@ -109,7 +125,7 @@ pub fn parse(arguments: Vec<Vec<u8>>) -> Command {
             ))),
         }),
         ("TALLY.ADD" | "TALLY.ADDGET", 3 | 4) => delta_of(&args[1]).and_then(|delta| {
-            let reply_with = if name == "TALLY.ADD" {
+            let reply_with = if name.as_ref() == "TALLY.ADD" {
                 ChangeReply::EventId
             } else {
                 ChangeReply::Value
@@ -293,6 +309,40 @@ async fn delete(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply
                 }
             }
             Reply::Integer(cleared)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_case_of_command_names() {
+        let mut buffer = [0u8; 16];
+        for (name, expected) in [
+            (&b"incrby"[..], "INCRBY"),
+            (b"Tally.AddGet", "TALLY.ADDGET"),
+            (b"", ""),
+            (b"sixteen-letters!", "SIXTEEN-LETTERS!"),
+            (b"seventeen-letters", "SEVENTEEN-LETTERS"),
+            ("straße".as_bytes(), "STRASSE"),
+            (b"\xff\xfe", "\u{fffd}\u{fffd}"),
+        ] {
+            assert_eq!(upper_case(name, &mut buffer), expected, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn lower_case_incr_is_a_change() {
+        let command = parse(vec![b"incr".to_vec(), b"visits".to_vec()]);
+
+        match command {
+            Command::Change { change, .. } => {
+                assert_eq!(change.counter, "visits");
+                assert_eq!(change.kind, EventKind::Add { delta: 1 });
+            }
+            _ => panic!("incr was not parsed as a change"),
         }
     }
 }

@@ -69,6 +69,9 @@ async fn handle_connection(
     let mut buffer: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
+    // Kept across reads so that a busy connection reuses their memory.
+    let mut parsed_commands = Vec::new();
+    let mut pending = PendingChanges::default();
 
     loop {
         let read = tokio::select! {
@@ -91,7 +94,6 @@ async fn handle_connection(
         buffer.extend_from_slice(&chunk[..num_read]);
 
         // Parse every whole command in the buffer.
-        let mut parsed_commands = Vec::new();
         let mut consumed_total = 0;
         let mut protocol_error = None;
         loop {
@@ -114,7 +116,14 @@ async fn handle_connection(
         }
         buffer.drain(..consumed_total);
 
-        let quit = execute(&service, &mut session, parsed_commands, &mut out).await;
+        let quit = execute(
+            &service,
+            &mut session,
+            parsed_commands.drain(..),
+            &mut pending,
+            &mut out,
+        )
+        .await;
         if let Some(error) = &protocol_error {
             Reply::error(format!("ERR Protocol error: {}", error.0)).write_to(&mut out);
         }
@@ -139,17 +148,17 @@ impl PendingChanges {
         if self.changes.is_empty() {
             return;
         }
-        let changes = std::mem::take(&mut self.changes);
-        let replies = std::mem::take(&mut self.replies);
+        let len = self.changes.len();
+        let changes = std::mem::replace(&mut self.changes, Vec::with_capacity(len));
         match service.apply_changes(&session.namespace, changes).await {
             Err(error) => {
                 let reply = reply::service_error(&error);
-                for _ in &replies {
+                for _ in &self.replies {
                     reply.write_to(out);
                 }
             }
             Ok(outcomes) => {
-                for (outcome, reply_with) in outcomes.into_iter().zip(replies) {
+                for (outcome, reply_with) in outcomes.into_iter().zip(self.replies.drain(..)) {
                     let reply = match (outcome, reply_with) {
                         (Ok(outcome), ChangeReply::EventId) => {
                             Reply::Integer(outcome.event_id as i64)
@@ -161,6 +170,7 @@ impl PendingChanges {
                 }
             }
         }
+        self.replies.clear();
     }
 }
 
@@ -168,10 +178,10 @@ impl PendingChanges {
 async fn execute(
     service: &Service,
     session: &mut Session,
-    parsed: Vec<Command>,
+    parsed: impl Iterator<Item = Command>,
+    pending: &mut PendingChanges,
     out: &mut Vec<u8>,
 ) -> bool {
-    let mut pending = PendingChanges::default();
     for command in parsed {
         if let Command::Change { change, reply_with } = command {
             pending.changes.push(change);
