@@ -33,6 +33,12 @@ const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
 /// time of that replay and the memory it takes.
 const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Memtable size of the token index, a quarter of fjall's default. Each token is looked up in
+/// the memtable before it is inserted, and a smaller memtable is flushed during the load that
+/// fills it. With the default, a burst of adds with tokens left a large memtable to flush
+/// during the next load, whose writes then stalled for up to 400 ms.
+const TOKENS_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// `read_checkpoints` reads requested IDs that lie at most this far apart in one range scan.
 /// Starting a scan, like a lookup, may read and checksum a large index block. Stepping over an
 /// unrequested checkpoint costs little, so a rollup over millions of counters reads their
@@ -106,7 +112,9 @@ impl EmbeddedStore {
             counter_names: keyspace("counter_names")?,
             counter_runs: keyspace("counter_runs")?,
             checkpoints: keyspace("checkpoints")?,
-            tokens: keyspace("tokens")?,
+            tokens: db.keyspace("tokens", || {
+                KeyspaceCreateOptions::default().max_memtable_size(TOKENS_MEMTABLE_BYTES)
+            })?,
             buckets: RwLock::new(HashMap::new()),
             durability,
             db,
