@@ -223,12 +223,12 @@ fn dense_runs(ids: &[CounterId]) -> impl Iterator<Item = &[CounterId]> {
     ids.chunk_by(|a, b| b.saturating_sub(*a) <= MAX_GAP_IN_SCAN)
 }
 
-/// Groups a batch's events by namespace and slice, keeping their order within each group.
 /// Splits counters into runs of consecutive IDs.
 fn consecutive_runs(counters: &[CounterRecord]) -> impl Iterator<Item = &[CounterRecord]> {
     counters.chunk_by(|before, after| before.id.checked_add(1) == Some(after.id))
 }
 
+/// Groups a batch's events by namespace and slice, keeping their order within each group.
 fn group_by_slice(
     events: &[(NamespaceId, StoredEvent)],
 ) -> BTreeMap<(NamespaceId, EventTime), Vec<&StoredEvent>> {
