@@ -201,8 +201,6 @@ impl CounterTable {
     }
 }
 
-/// Picks a shard from hash bits that the shard's own table does not use: it takes its bucket
-/// index from the low bits and its tag from the top seven.
 /// Inserts counters known to be absent in batches per shard. Threads that load counters at
 /// once then take each shard's lock once per batch instead of once per counter. Counters
 /// become visible when their batch is full or at [`BulkInsert::finish`].
@@ -278,6 +276,8 @@ impl BulkInsert<'_> {
     }
 }
 
+/// Picks a shard from hash bits that the shard's own table does not use: it takes its bucket
+/// index from the low bits and its tag from the top seven.
 fn shard_index(hash: u64) -> usize {
     (hash >> 32) as usize & (NUM_SHARDS - 1)
 }
