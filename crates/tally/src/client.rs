@@ -157,6 +157,11 @@ pub fn add(args: AddArgs) -> Result<()> {
     let body = json!({ "delta": args.delta, "idempotency_token": token_body(args.token, args.generation_time) });
     let reply = call(reqwest::Method::POST, &url, Some(body))?;
     println!("{}", reply["value"]);
+    if reply["duplicate"] == true {
+        eprintln!(
+            "the token was applied before, so this add changed nothing; the value is the current one"
+        );
+    }
     Ok(())
 }
 

@@ -30,6 +30,12 @@ fn client_commands_round_trip() {
 
     let retry = tally(&["add", "default", "cli", "5", "--token", "t1"], &server);
     assert_eq!(stdout(&retry), "5", "a retried token counted twice");
+    let retry_note = String::from_utf8_lossy(&retry.stderr);
+    assert!(retry_note.contains("applied before"), "{retry_note}");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("applied before"),
+        "a first add was reported as a retry"
+    );
 
     let negative = tally(&["add", "default", "cli", "-2", "--token", "t2"], &server);
     assert_eq!(stdout(&negative), "3");
