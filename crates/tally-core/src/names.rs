@@ -106,7 +106,10 @@ pub(crate) fn check_printable_text(
     if let Some(position) = text.chars().position(char::is_control) {
         return Err(ValidationError::new(
             field,
-            format!("must not contain control characters (found one at character {position})"),
+            format!(
+                "must not contain control characters (character {} is one)",
+                position + 1
+            ),
         ));
     }
     Ok(())
@@ -141,6 +144,27 @@ mod tests {
             assert!(CounterName::parse(name).is_err(), "{name:?} was accepted");
         }
         assert!(CounterName::parse_bytes(b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn control_character_position_counts_from_one() {
+        let error = CounterName::parse("bad\u{1}name").unwrap_err();
+
+        assert!(error.to_string().contains("character 4 is one"), "{error}");
+    }
+
+    #[test]
+    fn parse_owned_matches_parse() {
+        for name in ["visits", "zähler", "", "a\nb"] {
+            let owned = CounterName::parse_owned(name.to_owned());
+            assert_eq!(owned.is_ok(), CounterName::parse(name).is_ok(), "{name:?}");
+        }
+        assert_eq!(
+            CounterName::parse_owned("visits".to_owned())
+                .unwrap()
+                .as_str(),
+            "visits"
+        );
     }
 
     #[test]
