@@ -95,16 +95,6 @@ impl TailFold {
         self.latest_event = Some(event.key);
     }
 
-    /// Combines this fold with the fold of events that all come after its own, so that parts
-    /// of a tail can be folded apart, in parallel, and joined in key order.
-    pub fn then(self, later: TailFold) -> TailFold {
-        TailFold {
-            fold: self.fold.then(later.fold),
-            latest_clear: later.latest_clear.or(self.latest_clear),
-            latest_event: later.latest_event.or(self.latest_event),
-        }
-    }
-
     /// Returns the state of a counter with this tail after `checkpoint`.
     pub fn state_after(self, checkpoint: Fold) -> Result<CounterState, OutOfRange> {
         let sum = checkpoint.then(self.fold).sum;
@@ -293,24 +283,6 @@ mod tests {
                 .with_events(&earlier)
                 .then(Fold::default().with_events(&later));
             prop_assert_eq!(combined.sum, value_by_definition(&events));
-        }
-
-        /// Invariant "tail folds compose": folding two consecutive parts of a tail apart and
-        /// joining them equals folding the whole tail, latest keys included.
-        #[test]
-        fn tail_folds_compose(events in arbitrary_events(), split_at in 0i64..55) {
-            let mut sorted = events.clone();
-            sorted.sort_by_key(|event| event.key);
-            let fold_of = |events: &[Event]| {
-                let mut fold = TailFold::default();
-                for event in events {
-                    fold.push(*event);
-                }
-                fold
-            };
-            let split = sorted.partition_point(|event| event.key.time.as_micros() < split_at);
-            let joined = fold_of(&sorted[..split]).then(fold_of(&sorted[split..]));
-            prop_assert_eq!(joined, fold_of(&sorted));
         }
 
         /// Invariant "no wrap": every accepted state is in range and an add that overflows

@@ -2,9 +2,9 @@
 //! the events of the unsealed tail.
 //!
 //! It streams, on one thread per core. The tail is folded per counter as the scan visits it in
-//! key order, each thread folding one part of the time range; the parts are then joined. Then
-//! the counters, which the store returns in ID order with their checkpoints, go straight into
-//! the table, each thread scanning its own range of IDs. Nothing is kept per event, and once
+//! key order, each thread folding the counters of one remainder of their ID. Then the
+//! counters, which the store returns in ID order with their checkpoints, go straight into the
+//! table, each thread scanning its own range of IDs. Nothing is kept per event, and once
 //! recovery ends, nothing per counter but the table.
 
 use crate::ServiceError;
@@ -28,11 +28,10 @@ pub(crate) fn replay(
     state: &SharedState,
     last_counter_id: CounterId,
     namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
-    now: EventTime,
 ) -> Result<u64, ServiceError> {
     let started = std::time::Instant::now();
     let threads = load_threads();
-    let (tails, num_events) = fold_tails(store, namespaces, now, threads)?;
+    let (tails, num_events) = fold_tails(store, namespaces, threads)?;
     let tail_ms = started.elapsed().as_millis() as u64;
     let ranges = id_ranges(last_counter_id, threads);
     let num_threads = ranges.len();
@@ -143,7 +142,7 @@ impl Loader<'_> {
             .checkpoint
             .map(|checkpoint| checkpoint.fold)
             .unwrap_or_default();
-        let tail = self.tails.get(&counter.id).copied().unwrap_or_default();
+        let tail = self.tails.get(counter.id).copied().unwrap_or_default();
         let state = tail.state_after(checkpoint).map_err(|error| {
             ServiceError::Unavailable(format!(
                 "counter {} cannot be rebuilt: {error}",
@@ -157,26 +156,25 @@ impl Loader<'_> {
     }
 }
 
-/// Folds the unsealed tail of every durable namespace per counter. The time after each
-/// namespace's `sealed_until` is cut into `num_parts` parts, the last of which reaches past
-/// `now` to the end of time. Each part is folded on its own thread, and the parts are joined in
-/// time order.
+/// Folds the unsealed tail of every durable namespace per counter, on `num_parts` threads.
+/// Each thread reads the whole tail and folds the counters whose ID leaves remainder `part`
+/// when divided by `num_parts`, so the parts share no counter and need no joining.
 fn fold_tails(
     store: &dyn EventStore,
     namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
-    now: EventTime,
     num_parts: usize,
 ) -> Result<(Tails, u64), ServiceError> {
-    let bounds: Vec<(NamespaceId, Vec<EventTime>)> = namespaces
+    let tails: Vec<(NamespaceId, EventTime)> = namespaces
         .values()
         .filter(|record| record.config.counter_type.is_durable())
-        .map(|record| (record.id, time_bounds(record.sealed_until, now, num_parts)))
+        .map(|record| (record.id, record.sealed_until))
         .collect();
-    let parts: Vec<Result<(Tails, u64), ServiceError>> = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..num_parts.max(1))
+    let num_parts = num_parts.max(1);
+    let parts: Vec<Result<(Folds, u64), ServiceError>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..num_parts)
             .map(|part| {
-                let bounds = &bounds;
-                scope.spawn(move || fold_part(store, bounds, part))
+                let tails = &tails;
+                scope.spawn(move || fold_part(store, tails, part, num_parts))
             })
             .collect();
         threads
@@ -190,74 +188,60 @@ fn fold_tails(
             })
             .collect()
     });
-    let mut tails = Tails::new();
+    let mut folded = Vec::with_capacity(num_parts);
     let mut num_events = 0;
     for part in parts {
-        let (later, part_events) = part?;
-        tails = join_tails(tails, later);
+        let (part_tails, part_events) = part?;
+        folded.push(part_tails);
         num_events += part_events;
     }
-    Ok((tails, num_events))
+    Ok((Tails { parts: folded }, num_events))
 }
 
-/// Folded tails by counter ID.
-type Tails = HashMap<CounterId, TailFold>;
+/// The tail folds of some counters, by counter ID.
+type Folds = HashMap<CounterId, TailFold>;
 
-/// Returns `num_parts + 1` bounds that cut `[from, end of time)` into parts; all but the
-/// last part split `[from, now)` evenly.
-fn time_bounds(from: EventTime, now: EventTime, num_parts: usize) -> Vec<EventTime> {
-    let end = EventTime::from_micros(i64::MAX);
-    let span = now.as_micros().saturating_sub(from.as_micros());
-    let num_parts = i64::try_from(num_parts.max(1)).unwrap_or(1);
-    if span < num_parts {
-        let mut bounds = vec![from; usize::try_from(num_parts).unwrap_or(1)];
-        bounds.push(end);
-        return bounds;
+/// Folded tails by counter ID, split over the threads that folded them by ID remainder.
+#[derive(Debug, PartialEq)]
+struct Tails {
+    parts: Vec<Folds>,
+}
+
+impl Tails {
+    fn get(&self, counter_id: CounterId) -> Option<&TailFold> {
+        let num_parts = self.parts.len() as u64;
+        let part = usize::try_from(counter_id.checked_rem(num_parts)?).ok()?;
+        self.parts.get(part)?.get(&counter_id)
     }
-    (0..num_parts)
-        .map(|part| EventTime::from_micros(from.as_micros() + span / num_parts * part))
-        .chain([end])
-        .collect()
 }
 
-/// Folds part `part` of every namespace's tail.
+/// Folds the events after `sealed_until` of each namespace whose counter ID leaves remainder
+/// `part`; returns the folds and the number of events folded.
 fn fold_part(
     store: &dyn EventStore,
-    bounds: &[(NamespaceId, Vec<EventTime>)],
+    tails: &[(NamespaceId, EventTime)],
     part: usize,
-) -> Result<(Tails, u64), ServiceError> {
-    let mut tails = Tails::new();
+    num_parts: usize,
+) -> Result<(Folds, u64), ServiceError> {
+    let (part, num_parts) = (part as u64, num_parts as u64);
+    let mut folds = HashMap::new();
     let mut num_events = 0;
-    for (namespace_id, bounds) in bounds {
-        let (Some(from), Some(until)) = (bounds.get(part), bounds.get(part + 1)) else {
-            continue;
-        };
-        store.scan_events(*namespace_id, *from, *until, &mut |event| {
-            num_events += 1;
-            tails.entry(event.counter_id).or_default().push(Event {
-                key: event.key,
-                kind: event.kind,
-            });
+    for (namespace_id, sealed_until) in tails {
+        let end = EventTime::from_micros(i64::MAX);
+        store.scan_events(*namespace_id, *sealed_until, end, &mut |event| {
+            if event.counter_id % num_parts == part {
+                num_events += 1;
+                folds
+                    .entry(event.counter_id)
+                    .or_insert_with(TailFold::default)
+                    .push(Event {
+                        key: event.key,
+                        kind: event.kind,
+                    });
+            }
         })?;
     }
-    Ok((tails, num_events))
-}
-
-/// Joins the folds of two consecutive parts of the tails, walking the smaller map.
-fn join_tails(mut earlier: Tails, mut later: Tails) -> Tails {
-    if earlier.len() >= later.len() {
-        for (id, fold) in later {
-            let joined = earlier.get(&id).map_or(fold, |before| before.then(fold));
-            earlier.insert(id, joined);
-        }
-        earlier
-    } else {
-        for (id, fold) in earlier {
-            let joined = later.get(&id).map_or(fold, |after| fold.then(*after));
-            later.insert(id, joined);
-        }
-        later
-    }
+    Ok((folds, num_events))
 }
 
 #[cfg(test)]
@@ -354,8 +338,7 @@ mod tests {
 
         let load = |ranges: Vec<RangeInclusive<CounterId>>| {
             let state = SharedState::default();
-            let (tails, _) =
-                fold_tails(&store, &namespaces, EventTime::from_micros(3_000_000), 3).unwrap();
+            let (tails, _) = fold_tails(&store, &namespaces, 3).unwrap();
             load_counters(&store, &state, &namespaces, &tails, ranges).unwrap();
             counters
                 .iter()
@@ -429,31 +412,21 @@ mod tests {
             })
             .unwrap();
         let namespaces = std::collections::HashMap::from([(1, record)]);
-        let now = EventTime::from_micros(18_000_000);
 
-        let (whole, num_whole) = fold_tails(&store, &namespaces, now, 1).unwrap();
+        let (whole, num_whole) = fold_tails(&store, &namespaces, 1).unwrap();
         assert_eq!(num_whole, 300);
-        assert_eq!(whole.len(), 5);
+        assert_eq!(whole.parts[0].len(), 5);
         for num_parts in [2, 3, 8] {
-            let (parts, num_events) = fold_tails(&store, &namespaces, now, num_parts).unwrap();
+            let (parts, num_events) = fold_tails(&store, &namespaces, num_parts).unwrap();
             assert_eq!(num_events, 300, "{num_parts} parts");
-            assert_eq!(parts, whole, "{num_parts} parts");
+            for counter_id in 0..=6 {
+                assert_eq!(
+                    parts.get(counter_id),
+                    whole.get(counter_id),
+                    "counter {counter_id}, {num_parts} parts"
+                );
+            }
         }
-    }
-
-    #[test]
-    fn time_bounds_cut_from_start_to_end_of_time() {
-        let at = EventTime::from_micros;
-        let end = at(i64::MAX);
-        assert_eq!(
-            time_bounds(at(100), at(400), 3),
-            [at(100), at(200), at(300), end]
-        );
-        assert_eq!(time_bounds(at(100), at(400), 1), [at(100), end]);
-        assert_eq!(time_bounds(at(100), at(50), 2), [at(100), at(100), end]);
-        let from_min = time_bounds(EventTime::MIN, at(0), 2);
-        assert_eq!(from_min.len(), 3);
-        assert!(from_min.windows(2).all(|pair| pair[0] <= pair[1]));
     }
 
     #[test]

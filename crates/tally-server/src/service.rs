@@ -108,7 +108,6 @@ impl Service {
             &state,
             recovered.last_counter_id,
             &namespace_ids,
-            clock.now(),
         )?;
         info!(
             num_namespaces = state.all_namespaces().len(),
