@@ -202,7 +202,6 @@ fn fold_tails(
 type Folds = HashMap<CounterId, TailFold>;
 
 /// Folded tails by counter ID, split over the threads that folded them by ID remainder.
-#[derive(Debug, PartialEq)]
 struct Tails {
     parts: Vec<Folds>,
 }
@@ -215,8 +214,8 @@ impl Tails {
     }
 }
 
-/// Folds the events after `sealed_until` of each namespace whose counter ID leaves remainder
-/// `part`; returns the folds and the number of events folded.
+/// Folds the tail events (those at or after their namespace's `sealed_until`) of the counters
+/// whose ID leaves remainder `part`; returns the folds and how many events it folded.
 fn fold_part(
     store: &dyn EventStore,
     tails: &[(NamespaceId, EventTime)],
