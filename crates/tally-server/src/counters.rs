@@ -72,6 +72,8 @@ impl CounterTable {
     }
 
     /// Returns the counter's entry and where it was found, for a later [`Self::update_at`].
+    /// The writer uses [`Self::get_many_located`]; tests use this as its reference.
+    #[cfg(test)]
     pub fn get_located(
         &self,
         namespace_id: NamespaceId,
@@ -82,7 +84,7 @@ impl CounterTable {
         read(&self.shards[shard_index]).get_located(shard_index, hash, namespace_id, name)
     }
 
-    /// Does [`Self::get_located`] for many counters, in order. It takes each shard's lock once
+    /// Looks up many counters as [`Self::get_located`] does, in order. It takes each shard's lock once
     /// for all of its counters, so the lookups' reads from memory can overlap instead of each
     /// waiting behind a lock operation.
     pub fn get_many_located(

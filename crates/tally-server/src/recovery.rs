@@ -16,10 +16,10 @@ use tally_core::{Event, EventTime, TailFold};
 use tally_storage::{CounterId, EventStore, NamespaceId, NamespaceRecord, ScannedCounter};
 use tracing::debug;
 
-/// Most threads that fold the tail or load counters at once.
+/// Maximum number of threads that fold the tail or load counters.
 const MAX_LOAD_THREADS: usize = 8;
 
-/// Fewest counters worth a thread of their own.
+/// Minimum number of counters that get a loading thread of their own.
 const MIN_COUNTERS_PER_THREAD: u64 = 100_000;
 
 /// Rebuilds every durable counter's running state; returns the number of tail events replayed.
@@ -111,7 +111,7 @@ fn id_ranges(last_counter_id: CounterId, max_ranges: usize) -> Vec<RangeInclusiv
         .collect()
 }
 
-/// What each loading thread reads; it writes only to the shared counter table.
+/// The inputs that the loading threads share. A thread writes only to the counter table.
 struct Loader<'a> {
     store: &'a dyn EventStore,
     state: &'a SharedState,
@@ -214,8 +214,8 @@ impl Tails {
     }
 }
 
-/// Folds the tail events (those at or after their namespace's `sealed_until`) of the counters
-/// whose ID leaves remainder `part`; returns the folds and how many events it folded.
+/// Folds the tail events, those at or after their namespace's `sealed_until`, of the counters
+/// whose ID leaves remainder `part`. Returns the folds and the number of events folded.
 fn fold_part(
     store: &dyn EventStore,
     tails: &[(NamespaceId, EventTime)],

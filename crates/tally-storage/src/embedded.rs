@@ -200,6 +200,21 @@ impl EmbeddedStore {
         Ok(selected.into_iter().map(|(_, handle)| handle).collect())
     }
 
+    /// Returns the checkpoints of the counters `first..=last`, in ID order.
+    fn checkpoints_between(
+        &self,
+        first: CounterId,
+        last: CounterId,
+    ) -> impl Iterator<Item = Result<(CounterId, Checkpoint), StorageError>> + '_ {
+        self.checkpoints
+            .range(first.to_be_bytes()..=last.to_be_bytes())
+            .map(|item| {
+                let (key, value) = item.into_inner().map_err(read_failed)?;
+                let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
+                Ok((counter_id, encoding::decode_checkpoint(&value)?))
+            })
+    }
+
     fn read_u64(&self, key: &[u8]) -> Result<u64, StorageError> {
         match self.meta.get(key).map_err(read_failed)? {
             None => Ok(0),
@@ -267,13 +282,6 @@ impl SliceEvents {
     }
 }
 
-fn stray_checkpoint(counter_id: CounterId) -> StorageError {
-    StorageError::Corrupt {
-        keyspace: "checkpoints".into(),
-        detail: format!("checkpoint of counter {counter_id}, which the store does not hold"),
-    }
-}
-
 fn read_failed(error: fjall::Error) -> StorageError {
     match error {
         fjall::Error::Poisoned => StorageError::Poisoned,
@@ -306,25 +314,17 @@ impl EventStore for EmbeddedStore {
             return Ok(());
         }
         let (first, last) = (*ids.start(), *ids.end());
-        let mut checkpoints = self
-            .checkpoints
-            .range(first.to_be_bytes()..=last.to_be_bytes())
-            .map(|item| {
-                let (key, value) = item.into_inner().map_err(read_failed)?;
-                let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
-                Ok((counter_id, encoding::decode_checkpoint(&value)?))
-            })
-            .peekable();
+        let mut checkpoints = self.checkpoints_between(first, last).peekable();
         let mut take_checkpoint = |id: CounterId| -> Result<Option<Checkpoint>, StorageError> {
             match checkpoints.next_if(|item| item.as_ref().map_or(true, |(found, _)| *found <= id))
             {
                 None => Ok(None),
                 Some(Err(error)) => Err(error),
                 Some(Ok((found, checkpoint))) if found == id => Ok(Some(checkpoint)),
-                Some(Ok((found, _))) => Err(stray_checkpoint(found)),
+                Some(Ok((found, _))) => Err(StorageError::checkpoint_without_counter(found)),
             }
         };
-        // The run that holds `first` may start before it.
+        // The run that contains `first` may start before it.
         let runs_start = match self.counter_runs.range(..=first.to_be_bytes()).next_back() {
             Some(item) => item.key().map_err(read_failed)?.to_vec(),
             None => first.to_be_bytes().to_vec(),
@@ -355,7 +355,7 @@ impl EventStore for EmbeddedStore {
         match checkpoints.next() {
             None => Ok(()),
             Some(Err(error)) => Err(error),
-            Some(Ok((found, _))) => Err(stray_checkpoint(found)),
+            Some(Ok((found, _))) => Err(StorageError::checkpoint_without_counter(found)),
         }
     }
 

@@ -26,6 +26,16 @@ pub enum StorageError {
     Corrupt { keyspace: String, detail: String },
 }
 
+impl StorageError {
+    /// Returns the error for a checkpoint of a counter that the store does not contain.
+    pub(crate) fn checkpoint_without_counter(counter_id: u64) -> Self {
+        StorageError::Corrupt {
+            keyspace: "checkpoints".into(),
+            detail: format!("checkpoint of counter {counter_id}, which the store does not contain"),
+        }
+    }
+}
+
 impl From<fjall::Error> for StorageError {
     fn from(error: fjall::Error) -> Self {
         match error {

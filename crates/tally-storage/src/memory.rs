@@ -60,37 +60,31 @@ impl EventStore for MemoryStore {
             return Ok(());
         }
         // Copy first so that `visit` may call back into the store.
-        let (counters, checkpoints) = {
+        let counters: Vec<(CounterId, NamespaceId, String, Option<Checkpoint>)> = {
             let inner = self.lock()?;
-            if let Some(stray) = inner
+            let stray = inner
                 .checkpoints
                 .range(ids.clone())
                 .map(|(id, _)| *id)
-                .find(|id| !inner.counters_by_id.contains_key(id))
-            {
-                return Err(StorageError::Corrupt {
-                    keyspace: "checkpoints".into(),
-                    detail: format!("checkpoint of counter {stray}, which the store does not hold"),
-                });
+                .find(|id| !inner.counters_by_id.contains_key(id));
+            if let Some(stray) = stray {
+                return Err(StorageError::checkpoint_without_counter(stray));
             }
-            let counters: Vec<(CounterId, NamespaceId, String)> = inner
+            inner
                 .counters_by_id
-                .range(ids.clone())
-                .map(|(id, (namespace_id, name))| (*id, *namespace_id, name.clone()))
-                .collect();
-            let checkpoints: BTreeMap<CounterId, Checkpoint> = inner
-                .checkpoints
                 .range(ids)
-                .map(|(id, checkpoint)| (*id, *checkpoint))
-                .collect();
-            (counters, checkpoints)
+                .map(|(id, (namespace_id, name))| {
+                    let checkpoint = inner.checkpoints.get(id).copied();
+                    (*id, *namespace_id, name.clone(), checkpoint)
+                })
+                .collect()
         };
-        for (id, namespace_id, name) in &counters {
+        for (id, namespace_id, name, checkpoint) in &counters {
             visit(ScannedCounter {
                 id: *id,
                 namespace_id: *namespace_id,
                 name,
-                checkpoint: checkpoints.get(id).copied(),
+                checkpoint: *checkpoint,
             });
         }
         Ok(())

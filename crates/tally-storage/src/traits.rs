@@ -19,7 +19,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Visits the counters whose IDs lie in `ids`, in increasing ID order, each with its latest
     /// checkpoint, without copying names. A start calls it on disjoint ranges at once, one per
     /// core, so a store must allow concurrent scans. A checkpoint of a counter that the store
-    /// does not hold makes the scan fail with [`StorageError::Corrupt`].
+    /// does not contain makes the scan fail with [`StorageError::Corrupt`].
     fn scan_counters(
         &self,
         ids: RangeInclusive<CounterId>,

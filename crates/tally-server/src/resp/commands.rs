@@ -32,7 +32,7 @@ pub enum ChangeReply {
 }
 
 /// Returns a command name in upper case. Names of up to 16 ASCII bytes, which include every
-/// command this front end knows, are upper-cased in `buffer` without allocating.
+/// command this front end implements, are upper-cased in `buffer` without allocating.
 fn upper_case<'a>(name: &[u8], buffer: &'a mut [u8; 16]) -> Cow<'a, str> {
     if name.len() <= buffer.len() && name.is_ascii() {
         let upper = &mut buffer[..name.len()];
@@ -160,9 +160,10 @@ pub async fn execute_other(
     session: &mut Session,
     arguments: &[Vec<u8>],
 ) -> Reply {
-    let name = String::from_utf8_lossy(&arguments[0]).to_uppercase();
+    let mut buffer = [0u8; 16];
+    let name = upper_case(&arguments[0], &mut buffer);
     let args = &arguments[1..];
-    match (name.as_str(), args.len()) {
+    match (name.as_ref(), args.len()) {
         ("PING", 0) => Reply::Simple("PONG"),
         ("PING", 1) | ("ECHO", 1) => Reply::Bulk(args[0].clone()),
         ("HELLO", _) => hello(args),
