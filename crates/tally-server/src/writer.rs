@@ -146,6 +146,16 @@ struct NamespaceView {
 }
 
 impl PendingCommit {
+    /// Sized for `num_changes` changes, so that the maps do not grow while the writer decides.
+    fn with_capacity(num_changes: usize) -> Self {
+        let mut pending = Self {
+            counters: HashMap::with_capacity(num_changes),
+            ..Self::default()
+        };
+        pending.batch.events.reserve(num_changes);
+        pending
+    }
+
     fn namespace_view(&mut self, entry: &Arc<NamespaceEntry>) -> NamespaceView {
         let known = self
             .namespaces
@@ -200,13 +210,13 @@ impl Writer {
                 num_changes += command_size(&next);
                 commands.push(next);
             }
-            self.commit_group(commands);
+            self.commit_group(commands, num_changes);
         }
     }
 
-    fn commit_group(&mut self, commands: Vec<WriteCommand>) {
+    fn commit_group(&mut self, commands: Vec<WriteCommand>, num_changes: usize) {
         let now = self.clock.now();
-        let mut pending = PendingCommit::default();
+        let mut pending = PendingCommit::with_capacity(num_changes);
         let mut decided: Vec<(Vec<Decision>, oneshot::Sender<_>)> = Vec::new();
         let mut barriers = Vec::new();
 
