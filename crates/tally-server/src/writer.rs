@@ -192,6 +192,23 @@ impl Equivalent<CounterKey> for CounterKeyRef<'_> {
     }
 }
 
+/// A borrowed key of [`PendingCommit::tokens`], to look a token up without copying it. It
+/// hashes exactly as the owned key does.
+#[derive(Clone, Copy)]
+struct TokenKeyRef<'a>(CounterId, &'a str);
+
+impl Hash for TokenKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0, self.1).hash(state);
+    }
+}
+
+impl Equivalent<(CounterId, String)> for TokenKeyRef<'_> {
+    fn equivalent(&self, key: &(CounterId, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// The decision on one change before the commit.
 enum Decision {
     /// Final now: a rejection, or a duplicate of a token committed earlier.
@@ -502,7 +519,7 @@ impl Writer {
         token: &str,
         pending: &PendingCommit,
     ) -> Result<Option<(TokenRecord, bool)>, ServiceError> {
-        if let Some(record) = pending.tokens.get(&(counter_id, token.to_owned())) {
+        if let Some(record) = pending.tokens.get(&TokenKeyRef(counter_id, token)) {
             return Ok(Some((*record, true)));
         }
         let stored = self
@@ -606,4 +623,79 @@ fn check_event_time(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::state::NamespaceEntry;
+    use tally_core::{NamespaceConfig, NamespaceName};
+    use tally_storage::{MemoryStore, NamespaceRecord};
+
+    #[test]
+    fn borrowed_token_key_finds_owned_key() {
+        let mut tokens: HashMap<(CounterId, String), u64> = HashMap::new();
+        for i in 0..1_000u64 {
+            tokens.insert((i % 7, format!("t{i}")), i);
+        }
+        for i in 0..1_000u64 {
+            let token = format!("t{i}");
+            assert_eq!(tokens.get(&TokenKeyRef(i % 7, &token)), Some(&i));
+        }
+        assert_eq!(tokens.get(&TokenKeyRef(1, "t0")), None);
+        assert_eq!(tokens.get(&TokenKeyRef(0, "t")), None);
+    }
+
+    /// A token sent twice in one group commit applies once; the same token on another counter
+    /// is a different claim.
+    #[test]
+    fn token_repeated_within_one_commit_applies_once() {
+        let now = EventTime::from_micros(1_700_000_000_000_000);
+        let store = Arc::new(MemoryStore::new());
+        let record = NamespaceRecord {
+            id: 1,
+            name: NamespaceName::parse("default").unwrap(),
+            config: NamespaceConfig::default(),
+            sealed_until: EventTime::from_micros(0),
+        };
+        store.put_namespace(&record).unwrap();
+        let namespace = Arc::new(NamespaceEntry::new(record));
+        let state = Arc::new(SharedState::default());
+        let clock = Arc::new(ManualClock::new(now));
+        let (writer, thread) = start(store, Arc::clone(&state), clock, 0, 0, 16).unwrap();
+        let change = |counter: &str, delta: i64| ChangeRequest {
+            namespace: Arc::clone(&namespace),
+            counter: CounterName::parse(counter).unwrap(),
+            kind: EventKind::Add { delta },
+            token: Some(IdempotencyToken {
+                token: "t".into(),
+                event_time: now,
+                client_time: false,
+            }),
+            received_at: now,
+        };
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcomes = runtime
+            .block_on(writer.submit(vec![change("a", 5), change("a", 5), change("b", 3)]))
+            .unwrap();
+        drop(writer);
+        thread.join().unwrap();
+
+        let outcomes: Vec<ChangeOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+        assert!(!outcomes[0].duplicate);
+        assert_eq!(outcomes[0].value, 5);
+        assert!(outcomes[1].duplicate);
+        assert_eq!(outcomes[1].event_id, outcomes[0].event_id);
+        assert_eq!(outcomes[1].value, 5);
+        assert!(!outcomes[2].duplicate);
+        assert_eq!(outcomes[2].value, 3);
+        assert_ne!(outcomes[2].event_id, outcomes[0].event_id);
+        let value = |name: &str| state.counters.get(1, name).map(|entry| entry.state.value);
+        assert_eq!(value("a"), Some(5));
+        assert_eq!(value("b"), Some(3));
+    }
 }
