@@ -150,16 +150,23 @@ impl CounterTable {
         }
     }
 
-    /// Makes room for `additional` more counters, spread evenly over the shards.
-    pub fn reserve(&self, additional: usize) {
-        let per_shard = additional / NUM_SHARDS + 1;
+    /// Makes room for `counters` more counters, of which `tails` have events in the unsealed
+    /// tail, spread evenly over the shards.
+    pub fn reserve(&self, counters: usize, tails: usize) {
+        let per_shard = counters / NUM_SHARDS + 1;
+        let tails_per_shard = tails.div_ceil(NUM_SHARDS);
         for shard in self.shards.iter() {
             let mut shard = write(shard);
-            let Shard { slots, names, .. } = &mut *shard;
+            let Shard {
+                slots,
+                names,
+                tails,
+            } = &mut *shard;
             slots.reserve(per_shard, |slot| {
                 self.hasher
                     .hash_one((slot.namespace_id, names.get(slot.name)))
             });
+            tails.reserve(tails_per_shard);
         }
     }
 
@@ -525,7 +532,7 @@ mod tests {
     fn bulk_insert_after_reserve_matches_insert() {
         let reserved = CounterTable::default();
         let plain = CounterTable::default();
-        reserved.reserve(5_000);
+        reserved.reserve(5_000, 2_500);
         let mut bulk = reserved.bulk_insert();
         for i in 0..5_000u64 {
             let name = format!("counter:{i}");

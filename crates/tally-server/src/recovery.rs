@@ -10,7 +10,6 @@
 use crate::ServiceError;
 use crate::counters::CounterEntry;
 use crate::state::SharedState;
-use hashbrown::HashMap;
 use std::ops::RangeInclusive;
 use tally_core::{Event, EventTime, TailFold};
 use tally_storage::{CounterId, EventStore, NamespaceId, NamespaceRecord, ScannedCounter};
@@ -31,7 +30,7 @@ pub(crate) fn replay(
 ) -> Result<u64, ServiceError> {
     let started = std::time::Instant::now();
     let threads = load_threads();
-    let (tails, num_events) = fold_tails(store, namespaces, threads)?;
+    let (tails, num_events) = fold_tails(store, namespaces, last_counter_id, threads)?;
     let tail_ms = started.elapsed().as_millis() as u64;
     let ranges = id_ranges(last_counter_id, threads);
     let num_threads = ranges.len();
@@ -58,9 +57,10 @@ fn load_counters(
         .filter(|range| !range.is_empty())
         .map(|range| range.end() - range.start() + 1)
         .sum();
-    state
-        .counters
-        .reserve(usize::try_from(num_counters).unwrap_or(0));
+    state.counters.reserve(
+        usize::try_from(num_counters).unwrap_or(0),
+        tails.parts.iter().map(Folds::len).sum(),
+    );
     let durable: hashbrown::HashSet<NamespaceId> = namespaces
         .values()
         .filter(|namespace| namespace.config.counter_type.is_durable())
@@ -162,6 +162,7 @@ impl Loader<'_> {
 fn fold_tails(
     store: &dyn EventStore,
     namespaces: &std::collections::HashMap<NamespaceId, NamespaceRecord>,
+    last_counter_id: CounterId,
     num_parts: usize,
 ) -> Result<(Tails, u64), ServiceError> {
     let tails: Vec<(NamespaceId, EventTime)> = namespaces
@@ -174,7 +175,7 @@ fn fold_tails(
         let threads: Vec<_> = (0..num_parts)
             .map(|part| {
                 let tails = &tails;
-                scope.spawn(move || fold_part(store, tails, part, num_parts))
+                scope.spawn(move || fold_part(store, tails, last_counter_id, part, num_parts))
             })
             .collect();
         threads
@@ -198,8 +199,62 @@ fn fold_tails(
     Ok((Tails { parts: folded }, num_events))
 }
 
-/// The tail folds of some counters, by counter ID.
-type Folds = HashMap<CounterId, TailFold>;
+/// The tail folds of the counters whose ID leaves one remainder when divided by the number
+/// of parts, found by position instead of by hashing: counter `id` has its fold at
+/// `positions[id / num_parts] - 1` in `folds`, or none when that entry is 0. Counter IDs are
+/// dense, so the positions take 4 bytes per counter ID of the part (pages that stay zero are
+/// never touched), and a load that visits counters in ID order reads them in order.
+#[derive(Default)]
+struct Folds {
+    positions: Vec<u32>,
+    folds: Vec<TailFold>,
+}
+
+impl Folds {
+    /// Sized for the quotients of the IDs up to `last_counter_id`.
+    fn new(last_counter_id: CounterId, num_parts: u64) -> Self {
+        let len = usize::try_from(last_counter_id / num_parts + 1).unwrap_or(0);
+        Self {
+            positions: vec![0; len],
+            folds: Vec::new(),
+        }
+    }
+
+    fn get(&self, quotient: u64) -> Option<&TailFold> {
+        let at = *self.positions.get(usize::try_from(quotient).ok()?)?;
+        let at = usize::try_from(at).ok()?.checked_sub(1)?;
+        self.folds.get(at)
+    }
+
+    /// Returns the fold at `quotient`, a new one if it has none.
+    fn fold_mut(&mut self, quotient: u64) -> Result<&mut TailFold, ServiceError> {
+        let index = usize::try_from(quotient).map_err(|_| too_many_tails())?;
+        if index >= self.positions.len() {
+            // No event should name a counter ID above the stored last one; grow rather than
+            // fail if one does.
+            self.positions.resize(index + 1, 0);
+        }
+        if self.positions[index] == 0 {
+            self.folds.push(TailFold::default());
+            self.positions[index] =
+                u32::try_from(self.folds.len()).map_err(|_| too_many_tails())?;
+        }
+        let at = self.positions[index] as usize - 1;
+        Ok(&mut self.folds[at])
+    }
+
+    fn len(&self) -> usize {
+        self.folds.len()
+    }
+}
+
+fn too_many_tails() -> ServiceError {
+    ServiceError::Unavailable(
+        "cannot recover: more than 4,294,967,294 counters of one recovery thread have events \
+         in the unsealed tail"
+            .into(),
+    )
+}
 
 /// Folded tails by counter ID, split over the threads that folded them by ID remainder.
 struct Tails {
@@ -210,7 +265,7 @@ impl Tails {
     fn get(&self, counter_id: CounterId) -> Option<&TailFold> {
         let num_parts = self.parts.len() as u64;
         let part = usize::try_from(counter_id.checked_rem(num_parts)?).ok()?;
-        self.parts.get(part)?.get(&counter_id)
+        self.parts.get(part)?.get(counter_id / num_parts)
     }
 }
 
@@ -219,28 +274,37 @@ impl Tails {
 fn fold_part(
     store: &dyn EventStore,
     tails: &[(NamespaceId, EventTime)],
+    last_counter_id: CounterId,
     part: usize,
     num_parts: usize,
 ) -> Result<(Folds, u64), ServiceError> {
     let (part, num_parts) = (part as u64, num_parts as u64);
-    let mut folds = HashMap::new();
+    let mut folds = Folds::default();
     let mut num_events = 0;
+    let mut failure = None;
     for (namespace_id, sealed_until) in tails {
         let end = EventTime::from_micros(i64::MAX);
         store.scan_events(*namespace_id, *sealed_until, end, &mut |event| {
-            if event.counter_id % num_parts == part {
-                num_events += 1;
-                folds
-                    .entry(event.counter_id)
-                    .or_insert_with(TailFold::default)
-                    .push(Event {
+            if event.counter_id % num_parts != part || failure.is_some() {
+                return;
+            }
+            if folds.positions.is_empty() {
+                // Only a part with a tail pays for its positions.
+                folds = Folds::new(last_counter_id, num_parts);
+            }
+            match folds.fold_mut(event.counter_id / num_parts) {
+                Ok(fold) => {
+                    num_events += 1;
+                    fold.push(Event {
                         key: event.key,
                         kind: event.kind,
                     });
+                }
+                Err(error) => failure = Some(error),
             }
         })?;
     }
-    Ok((folds, num_events))
+    failure.map_or(Ok((folds, num_events)), Err)
 }
 
 #[cfg(test)]
@@ -337,7 +401,7 @@ mod tests {
 
         let load = |ranges: Vec<RangeInclusive<CounterId>>| {
             let state = SharedState::default();
-            let (tails, _) = fold_tails(&store, &namespaces, 3).unwrap();
+            let (tails, _) = fold_tails(&store, &namespaces, 1_000, 3).unwrap();
             load_counters(&store, &state, &namespaces, &tails, ranges).unwrap();
             counters
                 .iter()
@@ -412,20 +476,53 @@ mod tests {
             .unwrap();
         let namespaces = std::collections::HashMap::from([(1, record)]);
 
-        let (whole, num_whole) = fold_tails(&store, &namespaces, 1).unwrap();
+        let (whole, num_whole) = fold_tails(&store, &namespaces, 5, 1).unwrap();
         assert_eq!(num_whole, 300);
         assert_eq!(whole.parts[0].len(), 5);
-        for num_parts in [2, 3, 8] {
-            let (parts, num_events) = fold_tails(&store, &namespaces, num_parts).unwrap();
-            assert_eq!(num_events, 300, "{num_parts} parts");
-            for counter_id in 0..=6 {
-                assert_eq!(
-                    parts.get(counter_id),
-                    whole.get(counter_id),
-                    "counter {counter_id}, {num_parts} parts"
-                );
+        assert!(
+            whole
+                .get(1)
+                .is_some_and(|fold| *fold != TailFold::default())
+        );
+        // A last counter ID below the events' IDs (which a store should not hold) still folds
+        // every event.
+        for last_counter_id in [0, 2, 5, 100] {
+            for num_parts in [2, 3, 8] {
+                let (parts, num_events) =
+                    fold_tails(&store, &namespaces, last_counter_id, num_parts).unwrap();
+                assert_eq!(num_events, 300, "{num_parts} parts");
+                for counter_id in 0..=7 {
+                    assert_eq!(
+                        parts.get(counter_id),
+                        whole.get(counter_id),
+                        "counter {counter_id}, {num_parts} parts, last ID {last_counter_id}"
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn parts_without_tail_events_allocate_nothing() {
+        use tally_core::{NamespaceConfig, NamespaceName};
+        use tally_storage::MemoryStore;
+
+        let store = MemoryStore::new();
+        let record = NamespaceRecord {
+            id: 1,
+            name: NamespaceName::parse("default").unwrap(),
+            config: NamespaceConfig::default(),
+            sealed_until: EventTime::from_micros(10_000_000),
+        };
+        store.put_namespace(&record).unwrap();
+        let namespaces = std::collections::HashMap::from([(1, record)]);
+
+        let (tails, num_events) = fold_tails(&store, &namespaces, 10_000_000, 2).unwrap();
+
+        assert_eq!(num_events, 0);
+        assert!(tails.parts.iter().all(|part| part.positions.is_empty()));
+        assert_eq!(tails.get(1), None);
+        assert_eq!(tails.get(9_999_999), None);
     }
 
     #[test]
