@@ -250,7 +250,7 @@ impl Folds {
 
 fn too_many_tails() -> ServiceError {
     ServiceError::Unavailable(
-        "cannot recover: more than 4,294,967,294 counters of one recovery thread have events \
+        "cannot recover: more than 4,294,967,295 counters of one recovery thread have events \
          in the unsealed tail"
             .into(),
     )
