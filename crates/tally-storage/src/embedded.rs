@@ -47,9 +47,7 @@ const MAX_GAP_IN_SCAN: u64 = 64;
 
 /// How the store syncs: `fdatasync`, which writes the data and whatever metadata reading it
 /// back needs, such as a new file size, but skips the modification time. Redis 7.0 syncs its
-/// append-only file the same way on Linux (`redis_fsync` in its `config.h`). It saved about a
-/// tenth of the server's CPU per `INCR` over a full `fsync` (`redis-benchmark -c 50 -P 1` on a
-/// two-core virtual machine).
+/// append-only file the same way on Linux (`redis_fsync` in its `config.h`).
 const SYNCED: PersistMode = PersistMode::SyncData;
 
 /// When an appended batch counts as written.
