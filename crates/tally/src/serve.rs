@@ -43,7 +43,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TALLY_RESP_IDLE_TIMEOUT_SECONDS")]
     resp_idle_timeout_seconds: Option<u64>,
 
-    /// When a write is acknowledged: `sync` after fsync (survives power loss), `os-buffer`
+    /// When a write is acknowledged: `sync` after fdatasync (survives power loss), `os-buffer`
     /// after the write reaches the OS page cache (survives kill -9 of tally, not an OS crash)
     /// [default: sync]
     #[arg(long, env = "TALLY_DURABILITY", value_enum)]
