@@ -200,10 +200,10 @@ fn fold_tails(
 }
 
 /// The tail folds of the counters whose ID leaves one remainder when divided by the number
-/// of parts, found by position instead of by hashing: counter `id` has its fold at
+/// of parts, found by position instead of by hashing. Counter `id` has its fold at
 /// `positions[id / num_parts] - 1` in `folds`, or none when that entry is 0. Counter IDs are
-/// dense, so the positions take 4 bytes per counter ID of the part (pages that stay zero are
-/// never touched), and a load that visits counters in ID order reads them in order.
+/// dense, so the positions take 4 bytes per counter ID of the part, and pages that stay zero
+/// are never touched. A load that visits counters in ID order reads the positions in order.
 #[derive(Default)]
 struct Folds {
     positions: Vec<u32>,
@@ -230,8 +230,8 @@ impl Folds {
     fn fold_mut(&mut self, quotient: u64) -> Result<&mut TailFold, ServiceError> {
         let index = usize::try_from(quotient).map_err(|_| too_many_tails())?;
         if index >= self.positions.len() {
-            // No event should name a counter ID above the stored last one; grow rather than
-            // fail if one does.
+            // No event should name a counter ID above the stored last one, but if one does,
+            // the positions grow instead of failing.
             self.positions.resize(index + 1, 0);
         }
         if self.positions[index] == 0 {
@@ -429,12 +429,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tail_folded_in_parts_equals_tail_folded_whole() {
-        use tally_core::{EventKey, EventKind, NamespaceConfig, NamespaceName};
-        use tally_storage::{AppendBatch, MemoryStore, StoredEvent};
+    /// Returns a memory store with the namespace `default` (ID 1), sealed until 10 s.
+    fn store_with_default_namespace() -> (
+        tally_storage::MemoryStore,
+        std::collections::HashMap<NamespaceId, NamespaceRecord>,
+    ) {
+        use tally_core::{NamespaceConfig, NamespaceName};
 
-        let store = MemoryStore::new();
+        let store = tally_storage::MemoryStore::new();
         let record = NamespaceRecord {
             id: 1,
             name: NamespaceName::parse("default").unwrap(),
@@ -442,6 +444,15 @@ mod tests {
             sealed_until: EventTime::from_micros(10_000_000),
         };
         store.put_namespace(&record).unwrap();
+        (store, std::collections::HashMap::from([(1, record)]))
+    }
+
+    #[test]
+    fn tail_folded_in_parts_equals_tail_folded_whole() {
+        use tally_core::{EventKey, EventKind};
+        use tally_storage::{AppendBatch, StoredEvent};
+
+        let (store, namespaces) = store_with_default_namespace();
         // Events of five counters spread over 10 s to 20 s, with a clear every seventh event;
         // their IDs do not follow their times.
         let events: Vec<(NamespaceId, StoredEvent)> = (0..300u64)
@@ -474,7 +485,6 @@ mod tests {
                 last_counter_id: 5,
             })
             .unwrap();
-        let namespaces = std::collections::HashMap::from([(1, record)]);
 
         let (whole, num_whole) = fold_tails(&store, &namespaces, 5, 1).unwrap();
         assert_eq!(num_whole, 300);
@@ -504,18 +514,7 @@ mod tests {
 
     #[test]
     fn parts_without_tail_events_allocate_nothing() {
-        use tally_core::{NamespaceConfig, NamespaceName};
-        use tally_storage::MemoryStore;
-
-        let store = MemoryStore::new();
-        let record = NamespaceRecord {
-            id: 1,
-            name: NamespaceName::parse("default").unwrap(),
-            config: NamespaceConfig::default(),
-            sealed_until: EventTime::from_micros(10_000_000),
-        };
-        store.put_namespace(&record).unwrap();
-        let namespaces = std::collections::HashMap::from([(1, record)]);
+        let (store, namespaces) = store_with_default_namespace();
 
         let (tails, num_events) = fold_tails(&store, &namespaces, 10_000_000, 2).unwrap();
 

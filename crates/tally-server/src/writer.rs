@@ -647,7 +647,7 @@ mod tests {
         assert_eq!(tokens.get(&TokenKeyRef(0, "t")), None);
     }
 
-    /// A token sent twice in one group commit applies once; the same token on another counter
+    /// A token sent twice in one group commit applies once. The same token on another counter
     /// is a different claim.
     #[test]
     fn token_repeated_within_one_commit_applies_once() {
