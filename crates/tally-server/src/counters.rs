@@ -72,7 +72,7 @@ impl CounterTable {
     }
 
     /// Returns the counter's entry and where it was found, for a later [`Self::update_at`].
-    /// The writer uses [`Self::get_many_located`]; tests use this as its reference.
+    /// The writer uses [`Self::get_many_located`], and tests use this as its reference.
     #[cfg(test)]
     pub fn get_located(
         &self,
@@ -84,9 +84,9 @@ impl CounterTable {
         read(&self.shards[shard_index]).get_located(shard_index, hash, namespace_id, name)
     }
 
-    /// Looks up many counters as [`Self::get_located`] does, in order. It takes each shard's lock once
-    /// for all of its counters, so the lookups' reads from memory can overlap instead of each
-    /// waiting behind a lock operation.
+    /// Looks up many counters as [`Self::get_located`] does, in order. It takes each shard's
+    /// lock once for all of its counters, so the lookups' reads from memory can overlap instead
+    /// of each waiting behind a lock operation.
     pub fn get_many_located(
         &self,
         keys: &[(NamespaceId, &str)],

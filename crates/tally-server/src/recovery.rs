@@ -221,9 +221,8 @@ impl Folds {
     }
 
     fn get(&self, quotient: u64) -> Option<&TailFold> {
-        let at = *self.positions.get(usize::try_from(quotient).ok()?)?;
-        let at = usize::try_from(at).ok()?.checked_sub(1)?;
-        self.folds.get(at)
+        let position = *self.positions.get(usize::try_from(quotient).ok()?)?;
+        self.folds.get((position as usize).checked_sub(1)?)
     }
 
     /// Returns the fold at `quotient`, a new one if it has none.
@@ -239,8 +238,8 @@ impl Folds {
             self.positions[index] =
                 u32::try_from(self.folds.len()).map_err(|_| too_many_tails())?;
         }
-        let at = self.positions[index] as usize - 1;
-        Ok(&mut self.folds[at])
+        let position = self.positions[index] as usize;
+        Ok(&mut self.folds[position - 1])
     }
 
     fn len(&self) -> usize {

@@ -46,8 +46,8 @@ const TOKENS_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_GAP_IN_SCAN: u64 = 64;
 
 /// The persist mode of every sync: `fdatasync`, which writes the data and whatever metadata
-/// reading it back needs, such as a new file size, but skips the modification time. Redis 7.0 syncs its
-/// append-only file the same way on Linux (`redis_fsync` in its `config.h`).
+/// reading it back needs, such as a new file size, but skips the modification time. Redis 7.0
+/// syncs its append-only file the same way on Linux (`redis_fsync` in its `config.h`).
 const SYNCED: PersistMode = PersistMode::SyncData;
 
 /// When an appended batch counts as written.
