@@ -4,6 +4,10 @@
 //! order. Consecutive adds and clears in a pipeline go to the writer together, so they share a
 //! group commit; any other command waits for the changes before it, so a `GET` after an `INCR`
 //! returns the incremented value.
+//!
+//! When the server stops, each connection replies to the commands its client has already sent (see
+//! [`STOP_QUIET`]) and then closes its side, so a client sees end-of-stream after its last reply
+//! rather than a reset.
 
 mod commands;
 pub mod frame;
@@ -13,38 +17,47 @@ use crate::Service;
 use commands::{ChangeReply, Command, Session};
 use frame::Parsed;
 use reply::Reply;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// How long a connection may stay silent, with or without a partial command, before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Accepts connections until `stop` turns true.
+/// How long connections may take, once a stop begins, to reply to what they have received.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `stop` turns true, then waits for every connection to reply to the
+/// commands it has already received (up to [`STOP_GRACE`]) and returns.
 pub async fn serve(
     listener: TcpListener,
     service: Service,
     idle_timeout: Duration,
     stop: watch::Receiver<bool>,
 ) {
-    let connection_stop = stop.clone();
-    let stopped = crate::server::wait_for_stop(stop);
+    let stopped = crate::server::wait_for_stop(stop.clone());
     tokio::pin!(stopped);
+    let mut connections = JoinSet::new();
+    let spawn_connection = |connections: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr| {
+        let service = service.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            if let Err(error) = handle_connection(stream, service, idle_timeout, stop).await {
+                debug!(%peer, %error, "RESP connection ended with an error");
+            }
+        });
+    };
     loop {
         tokio::select! {
-            _ = &mut stopped => return,
+            _ = &mut stopped => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let service = service.clone();
-                    let stop = connection_stop.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = handle_connection(stream, service, idle_timeout, stop).await {
-                            debug!(%peer, %error, "RESP connection ended with an error");
-                        }
-                    });
-                }
+                Ok((stream, peer)) => spawn_connection(&mut connections, stream, peer),
                 Err(error) => {
                     warn!(%error, "cannot accept a RESP connection");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -52,7 +65,42 @@ pub async fn serve(
             }
         }
     }
+    // Clients whose connections the system completed but Tally had not yet accepted may
+    // already have sent commands; closing the listener would reset those connections.
+    let accept_until = Instant::now() + STOP_READ_LIMIT;
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout_at(
+        (Instant::now() + STOP_QUIET).min(accept_until),
+        listener.accept(),
+    )
+    .await
+    {
+        spawn_connection(&mut connections, stream, peer);
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(STOP_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        warn!(
+            num_connections = connections.len(),
+            "RESP connections still busy 10 s after shutdown began; closing them"
+        );
+        connections.shutdown().await;
+    }
 }
+
+/// Once a stop begins, a connection keeps reading and replying until its client has been silent this long,
+/// so that commands already sent (in the socket or on the way) get replies rather than a close.
+const STOP_QUIET: Duration = Duration::from_millis(50);
+
+/// A connection reads for at most this long after a stop begins, even from a client that never
+/// goes silent.
+const STOP_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// After its last reply, a stopping connection discards what the client still sends for up to
+/// this long. Closing a socket with unread input sends a reset, and on a reset the client's
+/// system may discard replies that the client has not read yet.
+const STOP_LINGER: Duration = Duration::from_millis(500);
 
 async fn handle_connection(
     mut stream: TcpStream,
@@ -60,44 +108,97 @@ async fn handle_connection(
     idle_timeout: Duration,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let stopped = crate::server::wait_for_stop(stop);
     tokio::pin!(stopped);
-    stream.set_nodelay(true)?;
-    let mut session = Session {
-        namespace: "default".to_owned(),
-    };
-    let mut buffer: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut connection = Connection::new(service);
     let mut chunk = vec![0u8; 16 * 1024];
-    // Kept across reads so that a busy connection reuses their memory.
-    let mut parsed_commands = Vec::new();
-    let mut pending = PendingChanges::default();
+    let mut stop_deadline: Option<Instant> = None;
 
     loop {
-        let read = tokio::select! {
-            _ = &mut stopped => return Ok(()),
-            read = tokio::time::timeout(idle_timeout, stream.read(&mut chunk)) => read,
-        };
-        let num_read = match read {
-            Err(_) => {
-                info!(
-                    idle_seconds = idle_timeout.as_secs(),
-                    "closing an idle RESP connection"
-                );
-                return Ok(());
+        let num_read = match stop_deadline {
+            None => tokio::select! {
+                _ = &mut stopped => {
+                    stop_deadline = Some(Instant::now() + STOP_READ_LIMIT);
+                    continue;
+                }
+                read = tokio::time::timeout(idle_timeout, stream.read(&mut chunk)) => match read {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        info!(
+                            idle_seconds = idle_timeout.as_secs(),
+                            "closing an idle RESP connection"
+                        );
+                        return Ok(());
+                    }
+                },
+            },
+            Some(deadline) => {
+                let quiet_until = (Instant::now() + STOP_QUIET).min(deadline);
+                match tokio::time::timeout_at(quiet_until, stream.read(&mut chunk)).await {
+                    Ok(result) => result?,
+                    Err(_) => return close_after_stop(stream, &mut chunk).await,
+                }
             }
-            Ok(result) => result?,
         };
         if num_read == 0 {
             return Ok(());
         }
-        buffer.extend_from_slice(&chunk[..num_read]);
+        let keep_open = connection.receive(&chunk[..num_read]).await;
+        stream.write_all(&connection.out).await?;
+        connection.out.clear();
+        if !keep_open {
+            return Ok(());
+        }
+    }
+}
 
-        // Parse every whole command in the buffer.
+/// Ends a connection whose replies are all written: sends end-of-stream, then discards input
+/// until the client closes its side or [`STOP_LINGER`] passes.
+async fn close_after_stop(mut stream: TcpStream, chunk: &mut [u8]) -> std::io::Result<()> {
+    stream.shutdown().await?;
+    let linger_until = Instant::now() + STOP_LINGER;
+    while let Ok(Ok(num_read)) = tokio::time::timeout_at(linger_until, stream.read(chunk)).await {
+        if num_read == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One connection's state between reads: unparsed input, the session and replies to send.
+struct Connection {
+    service: Service,
+    session: Session,
+    buffer: Vec<u8>,
+    out: Vec<u8>,
+    /// Kept across reads so that a busy connection reuses their memory.
+    parsed_commands: Vec<Command>,
+    pending: PendingChanges,
+}
+
+impl Connection {
+    fn new(service: Service) -> Self {
+        Self {
+            service,
+            session: Session {
+                namespace: "default".to_owned(),
+            },
+            buffer: Vec::with_capacity(16 * 1024),
+            out: Vec::with_capacity(16 * 1024),
+            parsed_commands: Vec::new(),
+            pending: PendingChanges::default(),
+        }
+    }
+
+    /// Executes every whole command that `input` completes and leaves the replies in `out`.
+    /// Returns false when the connection is to close after them (`QUIT` or a protocol error).
+    async fn receive(&mut self, input: &[u8]) -> bool {
+        self.buffer.extend_from_slice(input);
         let mut consumed_total = 0;
         let mut protocol_error = None;
         loop {
-            match frame::parse(&buffer[consumed_total..]) {
+            match frame::parse(&self.buffer[consumed_total..]) {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Command {
                     arguments,
@@ -105,7 +206,7 @@ async fn handle_connection(
                 }) => {
                     consumed_total += consumed;
                     if !arguments.is_empty() {
-                        parsed_commands.push(commands::parse(arguments));
+                        self.parsed_commands.push(commands::parse(arguments));
                     }
                 }
                 Err(error) => {
@@ -114,24 +215,20 @@ async fn handle_connection(
                 }
             }
         }
-        buffer.drain(..consumed_total);
+        self.buffer.drain(..consumed_total);
 
         let quit = execute(
-            &service,
-            &mut session,
-            parsed_commands.drain(..),
-            &mut pending,
-            &mut out,
+            &self.service,
+            &mut self.session,
+            self.parsed_commands.drain(..),
+            &mut self.pending,
+            &mut self.out,
         )
         .await;
         if let Some(error) = &protocol_error {
-            Reply::error(format!("ERR Protocol error: {}", error.0)).write_to(&mut out);
+            Reply::error(format!("ERR Protocol error: {}", error.0)).write_to(&mut self.out);
         }
-        stream.write_all(&out).await?;
-        out.clear();
-        if quit || protocol_error.is_some() {
-            return Ok(());
-        }
+        !quit && protocol_error.is_none()
     }
 }
 
