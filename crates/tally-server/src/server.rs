@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_storage::{Durability, EmbeddedStore, EventStore, FaultInjection, StorageError};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -193,6 +193,36 @@ fn log_task_result(
     }
 }
 
+/// Once a stop begins, a front end keeps accepting connections and reading requests until its
+/// clients have been silent this long. Requests already sent (in a socket, in a listener's
+/// backlog or on the way) then get responses rather than a closed connection.
+pub(crate) const STOP_QUIET: Duration = Duration::from_millis(50);
+
+/// A front end accepts and reads for at most this long after a stop begins, even when its
+/// clients never go silent.
+pub(crate) const STOP_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// Accepts the connections waiting in the listener's backlog until none arrives for
+/// [`STOP_QUIET`] or [`STOP_READ_LIMIT`] passes. Their clients may already have sent requests,
+/// and closing a listener resets the connections in its backlog.
+pub(crate) async fn accept_backlog(
+    listener: &TcpListener,
+    mut serve: impl FnMut(TcpStream, SocketAddr),
+) {
+    let accept_until = tokio::time::Instant::now() + STOP_READ_LIMIT;
+    loop {
+        let quiet_until = (tokio::time::Instant::now() + STOP_QUIET).min(accept_until);
+        match tokio::time::timeout_at(quiet_until, listener.accept()).await {
+            Ok(Ok((stream, peer))) => serve(stream, peer),
+            Ok(Err(error)) => {
+                warn!(%error, "cannot accept a connection after the stop began");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 pub(crate) async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
     // An error means the sender is gone, which also means stop.
     let _ = stop.wait_for(|stopped| *stopped).await;
@@ -224,18 +254,7 @@ async fn serve_http(
     let stopped = wait_for_stop(stop);
     tokio::pin!(stopped);
 
-    loop {
-        let stream = tokio::select! {
-            _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    warn!(%error, "cannot accept an HTTP connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let serve_connection = |stream: TcpStream| {
         let io = hyper_util::rt::TokioIo::new(stream);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let connection = graceful.watch(
@@ -248,7 +267,24 @@ async fn serve_http(
                 tracing::debug!(%error, "HTTP connection ended with an error");
             }
         });
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => serve_connection(stream),
+                Err(error) => {
+                    warn!(%error, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
     }
+    // This returns only after STOP_QUIET without a new connection, which also gives the last
+    // ones accepted time to read their first bytes: a graceful shutdown closes a connection
+    // that has not.
+    accept_backlog(&listener, |stream, _| serve_connection(stream)).await;
+    drop(listener);
 
     // Let requests in flight finish, but do not wait for idle keep-alive clients forever.
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())

@@ -214,6 +214,217 @@ async fn sigterm_exits_cleanly_and_keeps_data() {
     assert_eq!(body["value"].as_i64(), Some(7));
 }
 
+/// HTTP requests that reached the server before SIGTERM all get responses, and every
+/// acknowledged add survives the restart.
+#[test]
+fn sigterm_responds_to_received_http_requests() {
+    use std::io::{Read, Write};
+    const CONNECTIONS: usize = 20;
+    let mut server = TestServer::start();
+    let address = server.http.trim_start_matches("http://").to_owned();
+    let mut streams: Vec<(String, std::net::TcpStream)> = (0..CONNECTIONS)
+        .map(|index| {
+            let counter = format!("stop-http-{index}");
+            let body = r#"{"delta": 1}"#;
+            let request = format!(
+                "POST /v1/namespaces/default/counters/{counter}/add HTTP/1.1\r\n\
+                 Host: {address}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            (counter, stream)
+        })
+        .collect();
+
+    let exit = server.terminate();
+    assert!(exit.success(), "SIGTERM exit status: {exit:?}");
+
+    for (counter, stream) in &mut streams {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .unwrap_or_else(|error| panic!("{counter}: reading the response failed: {error}"));
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "{counter}: response {response:?}"
+        );
+    }
+
+    server.restart();
+    let http = server.http_client();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (counter, _) in &streams {
+        let (status, body) = runtime.block_on(http.raw(
+            reqwest::Method::GET,
+            &http.counter_url("default", counter),
+            None,
+        ));
+        assert_eq!(status, 200, "{counter}: {body}");
+        assert_eq!(body["value"].as_i64(), Some(1), "{counter}");
+    }
+}
+
+const H2_DATA: u8 = 0x0;
+const H2_HEADERS: u8 = 0x1;
+const H2_SETTINGS: u8 = 0x4;
+const H2_PING: u8 = 0x6;
+/// END_STREAM on DATA and HEADERS frames, ACK on SETTINGS and PING frames.
+const H2_END_STREAM_OR_ACK: u8 = 0x1;
+const H2_END_HEADERS: u8 = 0x4;
+
+/// Encodes one HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Returns the raw bytes of a new HTTP/2 connection that makes one gRPC `AddCount` of 1 on
+/// stream 1: the connection preface, an empty SETTINGS frame, a HEADERS frame in HPACK
+/// literals and a DATA frame that ends the stream.
+fn raw_grpc_add(authority: &str, counter: &str) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/tally.v1.Tally/AddCount"),
+        (":authority", authority),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        // A literal header field without indexing, with a new name; every length is below 127.
+        headers.push(0x00);
+        headers.push(u8::try_from(name.len()).unwrap());
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(u8::try_from(value.len()).unwrap());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    // AddCountRequest { namespace: "default", counter, delta: 1 } in protobuf.
+    let mut message = vec![0x0a, 7];
+    message.extend_from_slice(b"default");
+    message.push(0x12);
+    message.push(u8::try_from(counter.len()).unwrap());
+    message.extend_from_slice(counter.as_bytes());
+    message.extend_from_slice(&[0x18, 1]);
+    let mut body = vec![0];
+    body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&message);
+
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+    out.extend(h2_frame(H2_HEADERS, H2_END_HEADERS, 1, &headers));
+    out.extend(h2_frame(H2_DATA, H2_END_STREAM_OR_ACK, 1, &body));
+    out
+}
+
+/// Reads HTTP/2 frames until the server closes the connection, acknowledging its SETTINGS and
+/// PING frames as a client must (the h2 crate's graceful shutdown waits for a PING
+/// acknowledgement).
+/// Returns the DATA frames' payload lengths on stream 1.
+fn read_h2_until_close(mut stream: std::net::TcpStream) -> std::io::Result<Vec<usize>> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut data_lengths = Vec::new();
+    loop {
+        let num_read = stream.read(&mut chunk)?;
+        if num_read == 0 {
+            return Ok(data_lengths);
+        }
+        buffer.extend_from_slice(&chunk[..num_read]);
+        while buffer.len() >= 9 {
+            let len =
+                usize::from(buffer[0]) << 16 | usize::from(buffer[1]) << 8 | usize::from(buffer[2]);
+            if buffer.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buffer[3], buffer[4]);
+            let stream_id =
+                u32::from_be_bytes([buffer[5], buffer[6], buffer[7], buffer[8]]) & 0x7fff_ffff;
+            let payload = buffer[9..9 + len].to_vec();
+            buffer.drain(..9 + len);
+            let is_ack = flags & H2_END_STREAM_OR_ACK != 0;
+            match kind {
+                H2_DATA if stream_id == 1 => data_lengths.push(len),
+                H2_SETTINGS if !is_ack => {
+                    stream.write_all(&h2_frame(H2_SETTINGS, H2_END_STREAM_OR_ACK, 0, &[]))?;
+                }
+                H2_PING if !is_ack => {
+                    stream.write_all(&h2_frame(H2_PING, H2_END_STREAM_OR_ACK, 0, &payload))?;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// gRPC calls that reached the server before SIGTERM all get their response message, and every
+/// acknowledged add survives the restart.
+#[test]
+fn sigterm_responds_to_received_grpc_calls() {
+    use std::io::Write;
+    const CONNECTIONS: usize = 20;
+    let mut server = TestServer::start();
+    let address = server.grpc.trim_start_matches("http://").to_owned();
+    let streams: Vec<(String, std::net::TcpStream)> = (0..CONNECTIONS)
+        .map(|index| {
+            let counter = format!("stop-grpc-{index}");
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream.write_all(&raw_grpc_add(&address, &counter)).unwrap();
+            (counter, stream)
+        })
+        .collect();
+
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|(counter, stream)| std::thread::spawn(move || (counter, read_h2_until_close(stream))))
+        .collect();
+    let exit = server.terminate();
+    assert!(exit.success(), "SIGTERM exit status: {exit:?}");
+
+    let mut counters = Vec::new();
+    for reader in readers {
+        let (counter, data) = reader.join().unwrap();
+        let data =
+            data.unwrap_or_else(|error| panic!("{counter}: reading the response failed: {error}"));
+        // The response message (an AddCountResponse after its 5-byte gRPC prefix) comes in a
+        // DATA frame. An error status would come in trailers alone, without one.
+        assert!(
+            data.iter().sum::<usize>() > 5,
+            "{counter}: DATA frames of {data:?} bytes"
+        );
+        counters.push(counter);
+    }
+
+    server.restart();
+    let http = server.http_client();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for counter in &counters {
+        let (status, body) = runtime.block_on(http.raw(
+            reqwest::Method::GET,
+            &http.counter_url("default", counter),
+            None,
+        ));
+        assert_eq!(status, 200, "{counter}: {body}");
+        assert_eq!(body["value"].as_i64(), Some(1), "{counter}");
+    }
+}
+
 #[tokio::test]
 async fn second_server_on_same_directory_is_refused() {
     let server = TestServer::start();

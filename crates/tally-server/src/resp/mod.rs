@@ -5,15 +5,16 @@
 //! group commit; any other command waits for the changes before it, so a `GET` after an `INCR`
 //! returns the incremented value.
 //!
-//! When the server stops, each connection replies to the commands its client has already sent (see
-//! [`STOP_QUIET`]) and then closes its side, so a client sees end-of-stream after its last reply
-//! rather than a reset.
+//! When the server stops, each connection replies to the commands its client has already sent
+//! (see [`crate::server::STOP_QUIET`]) and then closes its side, so a client sees end-of-stream
+//! after its last reply rather than a reset.
 
 mod commands;
 pub mod frame;
 mod reply;
 
 use crate::Service;
+use crate::server::{STOP_QUIET, STOP_READ_LIMIT, accept_backlog};
 use commands::{ChangeReply, Command, Session};
 use frame::Parsed;
 use reply::Reply;
@@ -65,17 +66,10 @@ pub async fn serve(
             }
         }
     }
-    // Clients whose connections the system completed but Tally had not yet accepted may
-    // already have sent commands; closing the listener would reset those connections.
-    let accept_until = Instant::now() + STOP_READ_LIMIT;
-    while let Ok(Ok((stream, peer))) = tokio::time::timeout_at(
-        (Instant::now() + STOP_QUIET).min(accept_until),
-        listener.accept(),
-    )
-    .await
-    {
+    accept_backlog(&listener, |stream, peer| {
         spawn_connection(&mut connections, stream, peer);
-    }
+    })
+    .await;
     drop(listener);
     let drained = tokio::time::timeout(STOP_GRACE, async {
         while connections.join_next().await.is_some() {}
@@ -88,14 +82,6 @@ pub async fn serve(
         connections.shutdown().await;
     }
 }
-
-/// Once a stop begins, a connection keeps reading and replying until its client has been silent this long,
-/// so that commands already sent (in the socket or on the way) get replies rather than a close.
-const STOP_QUIET: Duration = Duration::from_millis(50);
-
-/// A connection reads for at most this long after a stop begins, even from a client that never
-/// goes silent.
-const STOP_READ_LIMIT: Duration = Duration::from_secs(2);
 
 /// After its last reply, a stopping connection discards what the client still sends for up to
 /// this long. Closing a socket with unread input sends a reset, and on a reset the client's
