@@ -12,7 +12,9 @@ use crate::counters::CounterEntry;
 use crate::state::SharedState;
 use std::ops::RangeInclusive;
 use tally_core::{Event, EventTime, TailFold};
-use tally_storage::{CounterId, EventStore, NamespaceId, NamespaceRecord, ScannedCounter};
+use tally_storage::{
+    CounterId, EventStore, NamespaceId, NamespaceRecord, ScannedCounter, StoredEvent,
+};
 use tracing::debug;
 
 /// Maximum number of threads that fold the tail or load counters.
@@ -238,8 +240,9 @@ impl Folds {
         self.folds.get((position as usize).checked_sub(1)?)
     }
 
-    /// Returns the fold at `quotient`, a new one if it has none.
-    fn fold_mut(&mut self, quotient: u64) -> Result<&mut TailFold, ServiceError> {
+    /// Returns the index in `folds` of the fold at `quotient`, after adding a new fold if it
+    /// has none.
+    fn index_of(&mut self, quotient: u64) -> Result<usize, ServiceError> {
         let index = usize::try_from(quotient).map_err(|_| too_many_tails())?;
         if index >= self.positions.len() {
             // No event should name a counter ID above the stored last one, but if one does,
@@ -251,8 +254,7 @@ impl Folds {
             self.positions[index] =
                 u32::try_from(self.folds.len()).map_err(|_| too_many_tails())?;
         }
-        let position = self.positions[index] as usize;
-        Ok(&mut self.folds[position - 1])
+        Ok(self.positions[index] as usize - 1)
     }
 
     fn len(&self) -> usize {
@@ -281,6 +283,9 @@ impl Tails {
     }
 }
 
+/// Events that a recovery thread buffers before it folds them.
+const FOLD_BATCH: usize = 1024;
+
 /// Folds the tail events, those at or after their namespace's `sealed_until`, of the counters
 /// whose ID leaves remainder `part`. Returns the folds and the number of events folded.
 fn fold_part(
@@ -290,33 +295,84 @@ fn fold_part(
     part: usize,
     num_parts: usize,
 ) -> Result<(Folds, u64), ServiceError> {
-    let (part, num_parts) = (part as u64, num_parts as u64);
-    let mut folds = Folds::default();
-    let mut num_events = 0;
+    let mut folder = PartFolder {
+        folds: Folds::default(),
+        last_counter_id,
+        part: part as u64,
+        num_parts: num_parts as u64,
+        batch: Vec::with_capacity(FOLD_BATCH),
+        indexes: Vec::with_capacity(FOLD_BATCH),
+        num_events: 0,
+    };
     let mut failure = None;
     for (namespace_id, sealed_until) in tails {
         let end = EventTime::from_micros(i64::MAX);
         store.scan_events(*namespace_id, *sealed_until, end, &mut |event| {
-            if event.counter_id % num_parts != part || failure.is_some() {
-                return;
-            }
-            if folds.positions.is_empty() {
-                // Only a part with a tail pays for its positions.
-                folds = Folds::new(last_counter_id, num_parts);
-            }
-            match folds.fold_mut(event.counter_id / num_parts) {
-                Ok(fold) => {
-                    num_events += 1;
-                    fold.push(Event {
-                        key: event.key,
-                        kind: event.kind,
-                    });
-                }
-                Err(error) => failure = Some(error),
+            if failure.is_none()
+                && let Err(error) = folder.push(&event)
+            {
+                failure = Some(error);
             }
         })?;
     }
-    failure.map_or(Ok((folds, num_events)), Err)
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    folder.flush()?;
+    Ok((folder.folds, folder.num_events))
+}
+
+/// The folding state of one recovery thread.
+struct PartFolder {
+    folds: Folds,
+    last_counter_id: CounterId,
+    part: u64,
+    num_parts: u64,
+    /// Events of this part not folded yet, with their counter ID divided by `num_parts`.
+    batch: Vec<(u64, Event)>,
+    /// Index in `folds.folds` of each event of the batch.
+    indexes: Vec<usize>,
+    num_events: u64,
+}
+
+impl PartFolder {
+    /// Buffers the event if its counter belongs to this part, and folds the batch when it is full.
+    fn push(&mut self, event: &StoredEvent) -> Result<(), ServiceError> {
+        if event.counter_id % self.num_parts != self.part {
+            return Ok(());
+        }
+        let folded = Event {
+            key: event.key,
+            kind: event.kind,
+        };
+        self.batch.push((event.counter_id / self.num_parts, folded));
+        if self.batch.len() == FOLD_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Folds the buffered events in order. Their folds sit at random places in memory, so it
+    /// finds every event's fold first and applies the events after. The reads within each step
+    /// do not depend on each other, so the processor overlaps them.
+    fn flush(&mut self) -> Result<(), ServiceError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if self.folds.positions.is_empty() {
+            // Only a part with a tail pays for its positions.
+            self.folds = Folds::new(self.last_counter_id, self.num_parts);
+        }
+        self.indexes.clear();
+        for (quotient, _) in &self.batch {
+            self.indexes.push(self.folds.index_of(*quotient)?);
+        }
+        for ((_, event), index) in self.batch.drain(..).zip(&self.indexes) {
+            self.folds.folds[*index].push(event);
+        }
+        self.num_events += self.indexes.len() as u64;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -520,6 +576,63 @@ mod tests {
                         "counter {counter_id}, {num_parts} parts, last ID {last_counter_id}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn tail_of_several_batches_folds_in_key_order() {
+        use tally_core::{EventKey, EventKind};
+        use tally_storage::{AppendBatch, StoredEvent};
+
+        let (store, namespaces) = store_with_default_namespace();
+        let num_events = FOLD_BATCH as u64 * 5 + 17;
+        // Eleven counters; event times repeat and IDs do not follow times, so only the order
+        // of the keys gives the right value after each clear.
+        let events: Vec<StoredEvent> = (0..num_events)
+            .map(|index| StoredEvent {
+                counter_id: index * 7 % 11 + 1,
+                key: EventKey {
+                    time: EventTime::from_micros(10_000_000 + (index * 7_919 % 3_001) as i64),
+                    id: num_events * 2 - index,
+                },
+                kind: if index % 13 == 12 {
+                    EventKind::Clear
+                } else {
+                    EventKind::Add {
+                        delta: index as i64 % 50 - 20,
+                    }
+                },
+                token: None,
+            })
+            .collect();
+        store
+            .append(&AppendBatch {
+                events: events.iter().map(|event| (1, event.clone())).collect(),
+                new_counters: Vec::new(),
+                last_event_id: num_events * 2,
+                last_counter_id: 11,
+            })
+            .unwrap();
+
+        let mut in_key_order = events.clone();
+        in_key_order.sort_by_key(|event| event.key);
+        let mut expected = std::collections::HashMap::<CounterId, TailFold>::new();
+        for event in &in_key_order {
+            expected.entry(event.counter_id).or_default().push(Event {
+                key: event.key,
+                kind: event.kind,
+            });
+        }
+        for num_parts in [1, 2, 3] {
+            let (tails, folded) = fold_tails(&store, &namespaces, 11, num_parts).unwrap();
+            assert_eq!(folded, num_events, "{num_parts} parts");
+            for counter_id in 1..=11 {
+                assert_eq!(
+                    tails.get(counter_id),
+                    expected.get(&counter_id),
+                    "counter {counter_id}, {num_parts} parts"
+                );
             }
         }
     }
