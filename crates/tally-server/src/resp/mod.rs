@@ -123,7 +123,10 @@ async fn handle_connection(
                 let quiet_until = (Instant::now() + STOP_QUIET).min(deadline);
                 match tokio::time::timeout_at(quiet_until, stream.read(&mut chunk)).await {
                     Ok(result) => result?,
-                    Err(_) => return close_after_stop(stream, &mut chunk).await,
+                    Err(_) => {
+                        let num_unparsed_bytes = connection.buffer.len();
+                        return close_after_stop(stream, &mut chunk, num_unparsed_bytes).await;
+                    }
                 }
             }
         };
@@ -140,14 +143,28 @@ async fn handle_connection(
 }
 
 /// Ends a connection whose replies are all written: sends end-of-stream, then discards input
-/// until the client closes its side or [`STOP_LINGER`] passes.
-async fn close_after_stop(mut stream: TcpStream, chunk: &mut [u8]) -> std::io::Result<()> {
+/// until the client closes its side or [`STOP_LINGER`] passes. `num_unparsed_bytes` is the
+/// partial command left in the connection's buffer.
+async fn close_after_stop(
+    mut stream: TcpStream,
+    chunk: &mut [u8],
+    num_unparsed_bytes: usize,
+) -> std::io::Result<()> {
     stream.shutdown().await?;
     let linger_until = Instant::now() + STOP_LINGER;
+    let mut num_discarded_bytes = num_unparsed_bytes;
     while let Ok(Ok(num_read)) = tokio::time::timeout_at(linger_until, stream.read(chunk)).await {
         if num_read == 0 {
             break;
         }
+        num_discarded_bytes += num_read;
+    }
+    if num_discarded_bytes > 0 {
+        info!(
+            num_discarded_bytes,
+            "closed a RESP connection at shutdown; the commands it sent last were not executed \
+             and got no reply"
+        );
     }
     Ok(())
 }
