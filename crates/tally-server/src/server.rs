@@ -174,12 +174,31 @@ pub async fn run(
     }
     let sync_result = service.sync();
     drop(service);
-    if writer_thread.join().is_err() {
-        error!("the writer thread panicked");
-    }
+    wait_for_writer(writer_thread).await;
     sync_result?;
     info!("tally stopped");
     Ok(())
+}
+
+/// Waits up to [`WRITER_STOP_TIMEOUT`] for the writer thread to end. Past that, the server
+/// exits without it: every write it acknowledged is already durable, and a write it has not
+/// acknowledged may be lost or kept, as after `kill -9`.
+async fn wait_for_writer(writer_thread: std::thread::JoinHandle<()>) {
+    let deadline = tokio::time::Instant::now() + WRITER_STOP_TIMEOUT;
+    while !writer_thread.is_finished() {
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                timeout_seconds = WRITER_STOP_TIMEOUT.as_secs(),
+                "connections that outlived the shutdown still use the writer; exiting without \
+                 waiting for it"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if writer_thread.join().is_err() {
+        error!("the writer thread panicked");
+    }
 }
 
 fn log_task_result(
@@ -192,6 +211,16 @@ fn log_task_result(
         Err(error) => error!(front_end, %error, "front end task failed"),
     }
 }
+
+/// How long the connections of a front end may take, once a stop begins, to finish the requests
+/// they have received. After that the front end returns without them, and they end when the
+/// server exits.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a stop waits for the writer thread once the front ends have returned. The writer
+/// ends when no connection uses the service any more, and a connection that outlived
+/// [`STOP_GRACE`] may still use it until the runtime shuts down.
+const WRITER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Once a stop begins, a front end keeps accepting connections and reading requests until its
 /// clients have been silent this long. Requests already sent (in a socket, in a listener's
@@ -287,11 +316,11 @@ async fn serve_http(
     drop(listener);
 
     // Let requests in flight finish, but do not wait for idle keep-alive clients forever.
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+    if tokio::time::timeout(STOP_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
-        warn!("HTTP connections still open 10 s after shutdown began; closing them");
+        warn!("HTTP connections still open 10 s after shutdown began; stopping without them");
     }
     Ok(())
 }
@@ -302,14 +331,27 @@ async fn serve_grpc(
     stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(
             crate::grpc::size_limit_status,
         ))
         .add_service(GrpcService::new(service).into_server())
-        .serve_with_incoming_shutdown(incoming, wait_for_stop(stop))
-        .await
-        .map_err(|error| ServeError::Io(std::io::Error::other(error)))
+        .serve_with_incoming_shutdown(incoming, wait_for_stop(stop.clone()));
+    tokio::pin!(server);
+    let transport_error = |error| ServeError::Io(std::io::Error::other(error));
+    tokio::select! {
+        result = &mut server => return result.map_err(transport_error),
+        () = wait_for_stop(stop) => {}
+    }
+    // tonic's graceful shutdown waits for every connection to close, and an HTTP/2 connection
+    // closes only after its client acknowledges a PING, which a stalled client never does.
+    match tokio::time::timeout(STOP_GRACE, server).await {
+        Ok(result) => result.map_err(transport_error),
+        Err(_) => {
+            warn!("gRPC connections still open 10 s after shutdown began; stopping without them");
+            Ok(())
+        }
+    }
 }
 
 async fn rollup_loop(service: Service, config: ServerConfig, stop: watch::Receiver<bool>) {

@@ -425,6 +425,38 @@ fn sigterm_responds_to_received_grpc_calls() {
     }
 }
 
+/// A client that stalls in the middle of its request (HTTP) or never acknowledges the server's
+/// PING (gRPC) does not keep a stopping server from exiting: the server waits 10 s for the
+/// front ends and 5 s for the writer.
+#[test]
+fn sigterm_exits_despite_stalled_clients() {
+    use std::io::Write;
+    let mut server = TestServer::start();
+    let http_address = server.http.trim_start_matches("http://").to_owned();
+    let grpc_address = server.grpc.trim_start_matches("http://").to_owned();
+
+    let mut http = std::net::TcpStream::connect(&http_address).unwrap();
+    let partial = format!(
+        "POST /v1/namespaces/default/counters/stalled/add HTTP/1.1\r\nHost: {http_address}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"delta\""
+    );
+    http.write_all(partial.as_bytes()).unwrap();
+    let mut grpc = std::net::TcpStream::connect(&grpc_address).unwrap();
+    grpc.write_all(&raw_grpc_add(&grpc_address, "stalled"))
+        .unwrap();
+    // Both connections must be in progress, not waiting in a backlog, when the stop begins.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let stopped = server.terminate_within(Duration::from_secs(40));
+    let (status, took) = stopped.expect("the server was still running 40 s after SIGTERM");
+    assert!(status.success(), "SIGTERM exit status: {status:?}");
+    assert!(
+        took < Duration::from_secs(25),
+        "the server took {took:?} to stop"
+    );
+    drop((http, grpc));
+}
+
 #[tokio::test]
 async fn second_server_on_same_directory_is_refused() {
     let server = TestServer::start();

@@ -14,7 +14,7 @@ pub mod frame;
 mod reply;
 
 use crate::Service;
-use crate::server::{STOP_QUIET, STOP_READ_LIMIT, accept_backlog};
+use crate::server::{STOP_GRACE, STOP_QUIET, STOP_READ_LIMIT, accept_backlog};
 use commands::{ChangeReply, Command, Session};
 use frame::Parsed;
 use reply::Reply;
@@ -29,9 +29,6 @@ use tracing::{debug, info, warn};
 
 /// How long a connection may stay silent, with or without a partial command, before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// How long connections may take, once a stop begins, to reply to what they have received.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `stop` turns true, then waits for every connection to reply to the
 /// commands it has already received (up to [`STOP_GRACE`]) and returns.

@@ -74,12 +74,28 @@ impl TestServer {
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server is not running");
-        let pid = i32::try_from(child.id()).expect("pid fits in i32");
-        #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
-        // SAFETY: sends a signal to our own child process; no memory is shared.
-        let result = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(result, 0, "kill(SIGTERM) failed");
+        send_sigterm(&child);
         child.wait().expect("cannot wait for the server")
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit. Returns the exit status and the time
+    /// the server took, or kills it with SIGKILL and returns `None` when it is still running.
+    pub fn terminate_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut child = self.child.take().expect("server is not running");
+        let started = std::time::Instant::now();
+        send_sigterm(&child);
+        while started.elapsed() < limit {
+            if let Some(status) = child.try_wait().expect("cannot wait for the server") {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().expect("cannot kill the server");
+        child.wait().expect("cannot wait for the server");
+        None
     }
 
     pub fn pid(&self) -> u32 {
@@ -108,6 +124,14 @@ impl TestServer {
             response.text().await.unwrap_or_default()
         );
     }
+}
+
+fn send_sigterm(child: &Child) {
+    let pid = i32::try_from(child.id()).expect("pid fits in i32");
+    #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
+    // SAFETY: sends a signal to our own child process; no memory is shared.
+    let result = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(result, 0, "kill(SIGTERM) failed");
 }
 
 impl Drop for TestServer {
