@@ -256,13 +256,20 @@ fn sigterm_responds_to_received_http_requests() {
         );
     }
 
+    let counters: Vec<String> = streams.into_iter().map(|(counter, _)| counter).collect();
+    assert_each_counts_one_after_restart(&mut server, &counters);
+}
+
+/// Restarts the server on its data directory and checks that each counter of the namespace
+/// `default` has the value 1.
+fn assert_each_counts_one_after_restart(server: &mut TestServer, counters: &[String]) {
     server.restart();
     let http = server.http_client();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    for (counter, _) in &streams {
+    for counter in counters {
         let (status, body) = runtime.block_on(http.raw(
             reqwest::Method::GET,
             &http.counter_url("default", counter),
@@ -408,21 +415,7 @@ fn sigterm_responds_to_received_grpc_calls() {
         counters.push(counter);
     }
 
-    server.restart();
-    let http = server.http_client();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for counter in &counters {
-        let (status, body) = runtime.block_on(http.raw(
-            reqwest::Method::GET,
-            &http.counter_url("default", counter),
-            None,
-        ));
-        assert_eq!(status, 200, "{counter}: {body}");
-        assert_eq!(body["value"].as_i64(), Some(1), "{counter}");
-    }
+    assert_each_counts_one_after_restart(&mut server, &counters);
 }
 
 /// A client that stalls in the middle of its request (HTTP) or never acknowledges the server's
