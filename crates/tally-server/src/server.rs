@@ -239,7 +239,8 @@ pub(crate) async fn accept_backlog(
     mut serve: impl FnMut(TcpStream, SocketAddr),
 ) {
     let accept_until = tokio::time::Instant::now() + STOP_READ_LIMIT;
-    loop {
+    // `timeout_at` polls the accept first, so the limit is checked here as well.
+    while tokio::time::Instant::now() < accept_until {
         let quiet_until = (tokio::time::Instant::now() + STOP_QUIET).min(accept_until);
         match tokio::time::timeout_at(quiet_until, listener.accept()).await {
             Ok(Ok((stream, peer))) => serve(stream, peer),

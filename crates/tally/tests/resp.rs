@@ -641,3 +641,35 @@ fn sigterm_replies_to_received_commands() {
         );
     }
 }
+
+/// A client that never pauses is read for at most 2 s after SIGTERM, so the stop takes far less
+/// than the 10 s that the server gives connections before it drops them.
+#[test]
+fn sigterm_stops_reading_a_client_that_never_pauses() {
+    let mut server = TestServer::start();
+    let mut writer = TcpStream::connect(&server.resp).unwrap();
+    let mut reader = writer.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let commands = b"*2\r\n$4\r\nINCR\r\n$9\r\nfirehose1\r\n".repeat(200);
+        while writer.write_all(&commands).is_ok() {}
+    });
+    let receiver = std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut num_received = 0;
+        while let Ok(num_read @ 1..) = reader.read(&mut buffer) {
+            num_received += num_read;
+        }
+        num_received
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let stopped = server.terminate_within(Duration::from_secs(30));
+    let (status, took) = stopped.expect("the server was still running 30 s after SIGTERM");
+    assert!(status.success(), "SIGTERM exit status: {status:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "the server took {took:?} to stop"
+    );
+    sender.join().unwrap();
+    assert!(receiver.join().unwrap() > 0, "no reply before the stop");
+}

@@ -117,10 +117,20 @@ async fn handle_connection(
                 },
             },
             Some(deadline) => {
-                let quiet_until = (Instant::now() + STOP_QUIET).min(deadline);
-                match tokio::time::timeout_at(quiet_until, stream.read(&mut chunk)).await {
-                    Ok(result) => result?,
-                    Err(_) => {
+                let now = Instant::now();
+                // `timeout_at` polls the read before its deadline, so a client whose input is
+                // always ready would never time out. This checks the deadline first.
+                let read = if now < deadline {
+                    let quiet_until = (now + STOP_QUIET).min(deadline);
+                    tokio::time::timeout_at(quiet_until, stream.read(&mut chunk))
+                        .await
+                        .ok()
+                } else {
+                    None
+                };
+                match read {
+                    Some(result) => result?,
+                    None => {
                         let num_unparsed_bytes = connection.buffer.len();
                         return close_after_stop(stream, &mut chunk, num_unparsed_bytes).await;
                     }
@@ -150,11 +160,11 @@ async fn close_after_stop(
     stream.shutdown().await?;
     let linger_until = Instant::now() + STOP_LINGER;
     let mut num_discarded_bytes = num_unparsed_bytes;
-    while let Ok(Ok(num_read)) = tokio::time::timeout_at(linger_until, stream.read(chunk)).await {
-        if num_read == 0 {
-            break;
+    while Instant::now() < linger_until {
+        match tokio::time::timeout_at(linger_until, stream.read(chunk)).await {
+            Ok(Ok(num_read)) if num_read > 0 => num_discarded_bytes += num_read,
+            _ => break,
         }
-        num_discarded_bytes += num_read;
     }
     if num_discarded_bytes > 0 {
         info!(
