@@ -239,18 +239,31 @@ pub(crate) async fn accept_backlog(
     mut serve: impl FnMut(TcpStream, SocketAddr),
 ) {
     let accept_until = tokio::time::Instant::now() + STOP_READ_LIMIT;
-    // `timeout_at` polls the accept first, so the limit is checked here as well.
-    while tokio::time::Instant::now() < accept_until {
+    loop {
         let quiet_until = (tokio::time::Instant::now() + STOP_QUIET).min(accept_until);
-        match tokio::time::timeout_at(quiet_until, listener.accept()).await {
-            Ok(Ok((stream, peer))) => serve(stream, peer),
-            Ok(Err(error)) => {
+        match before_deadline(quiet_until, listener.accept()).await {
+            Some(Ok((stream, peer))) => serve(stream, peer),
+            Some(Err(error)) => {
                 warn!(%error, "cannot accept a connection after the stop began");
                 return;
             }
-            Err(_) => return,
+            None => return,
         }
     }
+}
+
+/// Returns the output of `future` if it completes before `deadline`, and `None` otherwise.
+/// `tokio::time::timeout_at` alone polls the future before it looks at the deadline, so a
+/// future that is always ready, such as a read from a client that never pauses, would never
+/// time out.
+pub(crate) async fn before_deadline<F: Future>(
+    deadline: tokio::time::Instant,
+    future: F,
+) -> Option<F::Output> {
+    if tokio::time::Instant::now() >= deadline {
+        return None;
+    }
+    tokio::time::timeout_at(deadline, future).await.ok()
 }
 
 pub(crate) async fn wait_for_stop(mut stop: watch::Receiver<bool>) {

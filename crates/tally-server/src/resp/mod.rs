@@ -14,7 +14,7 @@ pub mod frame;
 mod reply;
 
 use crate::Service;
-use crate::server::{STOP_GRACE, STOP_QUIET, STOP_READ_LIMIT, accept_backlog};
+use crate::server::{STOP_GRACE, STOP_QUIET, STOP_READ_LIMIT, accept_backlog, before_deadline};
 use commands::{ChangeReply, Command, Session};
 use frame::Parsed;
 use reply::Reply;
@@ -117,18 +117,8 @@ async fn handle_connection(
                 },
             },
             Some(deadline) => {
-                let now = Instant::now();
-                // `timeout_at` polls the read before its deadline, so a client whose input is
-                // always ready would never time out. This checks the deadline first.
-                let read = if now < deadline {
-                    let quiet_until = (now + STOP_QUIET).min(deadline);
-                    tokio::time::timeout_at(quiet_until, stream.read(&mut chunk))
-                        .await
-                        .ok()
-                } else {
-                    None
-                };
-                match read {
+                let quiet_until = (Instant::now() + STOP_QUIET).min(deadline);
+                match before_deadline(quiet_until, stream.read(&mut chunk)).await {
                     Some(result) => result?,
                     None => {
                         let num_unparsed_bytes = connection.buffer.len();
@@ -160,11 +150,8 @@ async fn close_after_stop(
     stream.shutdown().await?;
     let linger_until = Instant::now() + STOP_LINGER;
     let mut num_discarded_bytes = num_unparsed_bytes;
-    while Instant::now() < linger_until {
-        match tokio::time::timeout_at(linger_until, stream.read(chunk)).await {
-            Ok(Ok(num_read)) if num_read > 0 => num_discarded_bytes += num_read,
-            _ => break,
-        }
+    while let Some(Ok(num_read @ 1..)) = before_deadline(linger_until, stream.read(chunk)).await {
+        num_discarded_bytes += num_read;
     }
     if num_discarded_bytes > 0 {
         info!(
