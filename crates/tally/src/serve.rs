@@ -170,9 +170,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         // prints its listening line stops it cleanly instead of killing it.
         let shutdown = shutdown_signal()?;
         server::run(config, shutdown).await?;
-        anyhow::Ok(())
-    })?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Installs handlers for SIGINT (Ctrl-C) and SIGTERM and returns a future that completes when

@@ -218,7 +218,7 @@ async fn sigterm_exits_cleanly_and_keeps_data() {
 /// acknowledged add survives the restart.
 #[test]
 fn sigterm_responds_to_received_http_requests() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     const CONNECTIONS: usize = 20;
     let mut server = TestServer::start();
     let address = server.http.trim_start_matches("http://").to_owned();
@@ -242,13 +242,7 @@ fn sigterm_responds_to_received_http_requests() {
     assert!(exit.success(), "SIGTERM exit status: {exit:?}");
 
     for (counter, stream) in &mut streams {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .unwrap_or_else(|error| panic!("{counter}: reading the response failed: {error}"));
+        let response = common::read_until_closed(stream, counter);
         let response = String::from_utf8_lossy(&response);
         assert!(
             response.starts_with("HTTP/1.1 200"),
@@ -419,8 +413,8 @@ fn sigterm_responds_to_received_grpc_calls() {
 }
 
 /// A client that stalls in the middle of its request (HTTP) or never acknowledges the server's
-/// PING (gRPC) does not keep a stopping server from exiting: the server waits 10 s for the
-/// front ends and 5 s for the writer.
+/// PING (gRPC) does not keep a stopping server from exiting. The server waits 10 s for the
+/// front ends and then 5 s for the writer.
 #[test]
 fn sigterm_exits_despite_stalled_clients() {
     use std::io::Write;

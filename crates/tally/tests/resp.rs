@@ -617,13 +617,7 @@ fn sigterm_replies_to_received_commands() {
 
     let expected: String = (1..=INCRS).map(|n| format!(":{n}\r\n")).collect();
     for (key, stream) in &mut streams {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut received = Vec::new();
-        stream
-            .read_to_end(&mut received)
-            .unwrap_or_else(|error| panic!("{key}: reading the replies failed: {error}"));
+        let received = common::read_until_closed(stream, key);
         assert!(
             String::from_utf8_lossy(&received) == expected,
             "{key}: {} of {} bytes of replies before the close",

@@ -219,6 +219,20 @@ pub struct Spawned {
     pub resp: String,
 }
 
+/// Reads what the server sends until it closes the connection, for at most 10 s. Panics, naming
+/// `what`, when the read fails, for example on a reset.
+pub fn read_until_closed(stream: &mut std::net::TcpStream, what: &str) -> Vec<u8> {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = Vec::new();
+    stream
+        .read_to_end(&mut received)
+        .unwrap_or_else(|error| panic!("{what}: reading until the close failed: {error}"));
+    received
+}
+
 /// Returns a fresh name for each call, unique across tests in one run.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
