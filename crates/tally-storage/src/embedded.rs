@@ -227,14 +227,12 @@ impl EmbeddedStore {
         }
     }
 
-    fn commit(&self, batch: fjall::OwnedWriteBatch) -> Result<(), StorageError> {
-        batch
-            .durability(Some(self.durability.persist_mode()))
-            .commit()
-            .map_err(|error| {
-                error!(path = %self.path.display(), %error, "failed to commit a write batch");
-                StorageError::from(error)
-            })
+    /// Commits `batch` and persists the journal as `mode` says.
+    fn commit(&self, batch: fjall::OwnedWriteBatch, mode: PersistMode) -> Result<(), StorageError> {
+        batch.durability(Some(mode)).commit().map_err(|error| {
+            error!(path = %self.path.display(), %error, "failed to commit a write batch");
+            StorageError::from(error)
+        })
     }
 }
 
@@ -371,7 +369,7 @@ impl EventStore for EmbeddedStore {
             namespace.name.as_str().as_bytes(),
             encoding::namespace_value(namespace),
         );
-        self.commit(batch.durability(Some(SYNCED)))
+        self.commit(batch, SYNCED)
     }
 
     fn append(&self, append: &AppendBatch) -> Result<(), StorageError> {
@@ -422,7 +420,7 @@ impl EventStore for EmbeddedStore {
             KEY_LAST_COUNTER_ID,
             append.last_counter_id.to_be_bytes(),
         );
-        self.commit(batch)
+        self.commit(batch, self.durability.persist_mode())
     }
 
     fn find_token(
@@ -527,7 +525,7 @@ impl EventStore for EmbeddedStore {
             namespace.name.as_str().as_bytes(),
             encoding::namespace_value(namespace),
         );
-        self.commit(batch.durability(Some(SYNCED)))
+        self.commit(batch, SYNCED)
     }
 
     fn drop_buckets_before(
@@ -578,7 +576,7 @@ impl EventStore for EmbeddedStore {
             for key in chunk {
                 batch.remove(&self.tokens, key.clone());
             }
-            self.commit(batch)?;
+            self.commit(batch, self.durability.persist_mode())?;
         }
         Ok(expired.len())
     }
