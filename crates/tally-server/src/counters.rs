@@ -163,6 +163,7 @@ impl CounterTable {
                 slots,
                 names,
                 tails,
+                ..
             } = &mut *shard;
             slots.reserve(per_shard, |slot| {
                 self.hasher
@@ -183,6 +184,14 @@ impl CounterTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Number of counters of one namespace.
+    pub fn count_in(&self, namespace_id: NamespaceId) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| read(shard).count_in(namespace_id))
+            .sum()
     }
 
     /// Forgets the tail keys of the namespace's counters whose latest event lies before
@@ -353,6 +362,8 @@ struct Shard {
     slots: HashTable<Slot>,
     names: NameArena,
     tails: HashMap<CounterId, TailKeys>,
+    /// Number of counters per namespace. A node has few namespaces, so a list is searched.
+    counts: Vec<(NamespaceId, usize)>,
 }
 
 impl Shard {
@@ -447,10 +458,25 @@ impl Shard {
 
     /// Adds the slot of a counter known to be absent, whose name is already in the arena.
     fn push_slot(&mut self, hasher: &DefaultHashBuilder, hash: u64, slot: Slot) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(id, _)| *id == slot.namespace_id)
+        {
+            Some((_, count)) => *count += 1,
+            None => self.counts.push((slot.namespace_id, 1)),
+        }
         let Shard { slots, names, .. } = self;
         slots.insert_unique(hash, slot, |slot| {
             hasher.hash_one((slot.namespace_id, names.get(slot.name)))
         });
+    }
+
+    fn count_in(&self, namespace_id: NamespaceId) -> usize {
+        self.counts
+            .iter()
+            .find(|(id, _)| *id == namespace_id)
+            .map_or(0, |(_, count)| *count)
     }
 
     /// Stores the tail keys of the entry, or removes them when it has none.
@@ -541,6 +567,10 @@ mod tests {
         table.insert(1, "a", entry(7, 9, Some(key(11, 4))));
         assert_eq!(table.get(1, "a"), Some(entry(7, 9, Some(key(11, 4)))));
         assert_eq!(table.len(), 2);
+        assert_eq!(
+            (table.count_in(1), table.count_in(2), table.count_in(3)),
+            (1, 1, 0)
+        );
     }
 
     #[test]
@@ -598,6 +628,10 @@ mod tests {
         bulk.finish();
         assert_eq!(table.len(), num_counters as usize);
         assert_eq!(table.num_tails(), num_counters.div_ceil(1_000) as usize);
+        for namespace_id in 0..3u64 {
+            let expected = (0..num_counters).filter(|i| i % 3 == namespace_id).count();
+            assert_eq!(table.count_in(namespace_id as NamespaceId), expected);
+        }
         for i in 0..num_counters {
             let tail = (i % 1_000 == 0).then(|| key(i as i64, i));
             let found = table.get((i % 3) as NamespaceId, &format!("c{i}"));
