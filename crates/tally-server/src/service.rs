@@ -8,11 +8,13 @@ use crate::state::{NamespaceEntry, SharedState};
 use crate::writer::{self, ChangeOutcome, ChangeRequest, WriterHandle};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tally_core::{
     CounterName, CounterType, EventKind, EventTime, IdempotencyToken, NamespaceConfig,
     NamespaceConfigPatch, NamespaceName,
 };
-use tally_storage::{EventStore, NamespaceRecord};
+use tally_storage::{EventStore, NamespaceId, NamespaceRecord};
 use tracing::info;
 
 /// Maximum number of items in one batch add.
@@ -49,6 +51,17 @@ pub struct BatchChange {
     pub token: Option<TokenInput>,
 }
 
+/// Maximum number of counters that one step of [`Service::scan_counters`] returns.
+pub const MAX_SCAN_COUNT: usize = 10_000;
+
+/// One step of [`Service::scan_counters`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterScan {
+    /// Cursor of the next step, or 0 once every counter has been visited.
+    pub cursor: u64,
+    pub names: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceView {
     pub name: String,
@@ -63,6 +76,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     writer: WriterHandle,
     namespace_lock: Arc<tokio::sync::Mutex<()>>,
+    started: Instant,
 }
 
 impl Service {
@@ -117,6 +131,9 @@ impl Service {
             "recovered state"
         );
 
+        state
+            .last_counter_id
+            .store(recovered.last_counter_id, Ordering::Release);
         let (writer, thread) = writer::start(
             Arc::clone(&store),
             Arc::clone(&state),
@@ -135,6 +152,7 @@ impl Service {
             clock,
             writer,
             namespace_lock: Arc::new(tokio::sync::Mutex::new(())),
+            started: Instant::now(),
         };
         Ok((service, thread))
     }
@@ -250,21 +268,84 @@ impl Service {
             limit.min(DEFAULT_LIST_LIMIT)
         };
         if !record.config.counter_type.is_durable() {
-            let mut names: Vec<String> = self
-                .state
-                .best_effort
-                .iter()
-                .filter(|item| item.key().0 == record.id)
-                .map(|item| item.key().1.to_string())
-                .filter(|name| after.is_none_or(|after| name.as_str() > after))
-                .collect();
-            names.sort();
+            let mut names = self.best_effort_names(record.id, after);
             names.truncate(limit);
             return Ok(names);
         }
         let store = Arc::clone(&self.store);
         let after = after.map(str::to_owned);
         run_blocking(move || store.list_counters(record.id, after.as_deref(), limit)).await
+    }
+
+    /// Number of counters in the namespace.
+    pub fn count_counters(&self, namespace: &str) -> Result<usize, ServiceError> {
+        let record = self.namespace(namespace)?.record();
+        if record.config.counter_type.is_durable() {
+            return Ok(self.state.counters.count_in(record.id));
+        }
+        let best_effort = &self.state.best_effort;
+        Ok(best_effort
+            .iter()
+            .filter(|item| item.key().0 == record.id)
+            .count())
+    }
+
+    /// One step of a walk over the namespace's counters in ID order: the names of the counters
+    /// with IDs above `cursor`, about `count` of them, and the cursor of the next step. A
+    /// counter that exists during the whole walk is returned once; one created meanwhile may
+    /// or may not be. A step reads at most `64 * count` IDs, so in a namespace that contains few
+    /// of the node's counters it may return none and a cursor to go on from. `best_effort`
+    /// counters have no IDs, so the first step returns them all.
+    pub async fn scan_counters(
+        &self,
+        namespace: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<CounterScan, ServiceError> {
+        let record = self.namespace(namespace)?.record();
+        if !record.config.counter_type.is_durable() {
+            let names = self.best_effort_names(record.id, None);
+            return Ok(CounterScan { cursor: 0, names });
+        }
+        let last_id = self.state.last_counter_id.load(Ordering::Acquire);
+        let count = count.clamp(1, MAX_SCAN_COUNT) as u64;
+        let store = Arc::clone(&self.store);
+        run_blocking(move || {
+            let until = cursor.saturating_add(64 * count).min(last_id);
+            let mut covered = cursor;
+            let mut names = Vec::new();
+            while covered < until && (names.len() as u64) < count {
+                let end = covered.saturating_add(count).min(until);
+                store.scan_counters(covered + 1..=end, &mut |counter| {
+                    if counter.namespace_id == record.id {
+                        names.push(counter.name.to_owned());
+                    }
+                })?;
+                covered = end;
+            }
+            let cursor = if covered >= last_id { 0 } else { covered };
+            Ok(CounterScan { cursor, names })
+        })
+        .await
+    }
+
+    /// Returns the sorted names of a `best_effort` namespace's counters, after `after` if given.
+    fn best_effort_names(&self, namespace_id: NamespaceId, after: Option<&str>) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .state
+            .best_effort
+            .iter()
+            .filter(|item| item.key().0 == namespace_id)
+            .map(|item| item.key().1.to_string())
+            .filter(|name| after.is_none_or(|after| name.as_str() > after))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Returns the time since the service started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     fn namespace(&self, name: &str) -> Result<Arc<NamespaceEntry>, ServiceError> {

@@ -3,7 +3,7 @@
 use crate::counters::CounterTable;
 use dashmap::DashMap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tally_core::{CounterName, EventTime, NamespaceName};
 use tally_storage::{NamespaceId, NamespaceRecord};
@@ -69,6 +69,8 @@ pub struct SharedState {
     pub counters: CounterTable,
     /// Counters of `best_effort` namespaces, in memory only.
     pub best_effort: DashMap<CounterKey, i64>,
+    /// The highest durable counter ID in [`Self::counters`]; IDs up to it may have gaps.
+    pub last_counter_id: AtomicU64,
 }
 
 impl SharedState {

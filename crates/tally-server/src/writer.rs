@@ -275,6 +275,8 @@ impl Writer {
                         None => counters.insert(namespace_id, name.as_str(), entry),
                     }
                 }
+                let last_counter_id = &self.state.last_counter_id;
+                last_counter_id.store(self.last_counter_id, std::sync::atomic::Ordering::Release);
                 None
             }
             Err(storage_error) => {

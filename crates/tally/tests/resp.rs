@@ -4,55 +4,14 @@
 mod common;
 
 use common::frontend::Frontend;
+use common::redis::{connect, error_text, query, redis_cli};
 use common::{TestServer, unique};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 const MAX: i64 = i64::MAX;
 const MIN: i64 = i64::MIN;
-
-/// Runs `redis-cli` against the server; fails the test when redis-cli is missing.
-fn redis_cli(server: &TestServer, args: &[&str]) -> String {
-    let (host, port) = server.resp.rsplit_once(':').unwrap();
-    let output = Command::new("redis-cli")
-        .args(["-h", host, "-p", port])
-        .args(args)
-        .output()
-        .expect("redis-cli is required: install redis-tools (scripts/test.sh does)");
-    assert!(output.status.success(), "redis-cli failed: {output:?}");
-    String::from_utf8_lossy(&output.stdout)
-        .trim_end()
-        .to_owned()
-}
-
-async fn connect(server: &TestServer) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(format!("redis://{}/", server.resp)).unwrap();
-    client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis-rs cannot connect")
-}
-
-async fn query<T: redis::FromRedisValue>(
-    connection: &mut redis::aio::MultiplexedConnection,
-    args: &[&[u8]],
-) -> redis::RedisResult<T> {
-    let mut command = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-    for arg in &args[1..] {
-        command.arg(*arg);
-    }
-    command.query_async(connection).await
-}
-
-fn error_text(error: &redis::RedisError) -> String {
-    format!(
-        "{} {}",
-        error.code().unwrap_or(""),
-        error.detail().unwrap_or("")
-    )
-}
 
 /// Sends raw bytes and reads what comes back until the server closes or goes quiet.
 fn raw_exchange(server: &TestServer, request: &[u8]) -> (String, bool) {

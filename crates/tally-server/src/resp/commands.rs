@@ -4,6 +4,7 @@
 //! `TALLY.NAMESPACE name`. Keys are used as they are, so `user:42:views` is one counter name.
 
 use super::reply::{self, NOT_AN_INTEGER, Reply};
+use super::{info, keyspace};
 use crate::Service;
 use crate::service::{BatchChange, TokenInput};
 use std::borrow::Cow;
@@ -45,7 +46,7 @@ fn upper_case<'a>(name: &[u8], buffer: &'a mut [u8; 16]) -> Cow<'a, str> {
     Cow::Owned(String::from_utf8_lossy(name).to_uppercase())
 }
 
-fn text(argument: &[u8]) -> Result<String, Reply> {
+pub(super) fn text(argument: &[u8]) -> Result<String, Reply> {
     String::from_utf8(argument.to_vec())
         .map_err(|_| Reply::error("ERR invalid counter: must be valid UTF-8"))
 }
@@ -177,6 +178,11 @@ pub async fn execute_other(
         ("SELECT", 1) => Reply::error("ERR DB index is out of range"),
         ("COMMAND", _) => Reply::Array(Vec::new()),
         ("CONFIG", n) if n >= 2 && args[0].eq_ignore_ascii_case(b"GET") => config_get(&args[1..]),
+        ("TYPE", 1) => keyspace::type_of(service, session, &args[0]),
+        ("DBSIZE", 0) => keyspace::size(service, session),
+        ("SCAN", n) if n >= 1 => keyspace::scan(service, session, args).await,
+        ("KEYS", 1) => keyspace::keys(service, session, &args[0]).await,
+        ("INFO", _) => info::info(service, session, args),
         ("CLIENT", n) if n >= 1 => Reply::Simple("OK"),
         ("TALLY.NAMESPACE", 1) => match text(&args[0]) {
             Ok(namespace) => match service.get_namespace(&namespace) {
@@ -190,7 +196,7 @@ pub async fn execute_other(
         },
         (
             "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DEL" | "SELECT" | "CONFIG" | "CLIENT"
-            | "TALLY.NAMESPACE",
+            | "TYPE" | "DBSIZE" | "SCAN" | "KEYS" | "TALLY.NAMESPACE",
             _,
         ) => Reply::error(format!(
             "ERR wrong number of arguments for '{}' command",

@@ -11,6 +11,9 @@
 
 mod commands;
 pub mod frame;
+mod glob;
+mod info;
+mod keyspace;
 mod reply;
 
 use crate::Service;
