@@ -1,21 +1,25 @@
 //! The table of durable counters in memory: each counter's ID and running state.
 //!
 //! A single node keeps every counter it has ever written in this table, so its size per counter
-//! decides how many counters fit in memory. A counter takes one 24-byte slot in a hash table
+//! decides how many counters fit in memory. A counter takes one 32-byte slot in a hash table
 //! plus its name in an append-only arena. The keys of its latest events, needed only to place
-//! an event that arrives out of time order, are kept in a side map while the counter has events
-//! in the unsealed tail, and dropped once a rollup seals them.
+//! an event that arrives out of time order, are kept in a slab ([`tail_slab`]) that the slot
+//! refers to while the counter has events in the unsealed tail, and dropped once a rollup seals
+//! them.
 //!
 //! The table is split into shards, each behind its own lock, so readers on the front ends rarely
 //! wait for the writer thread.
+
+mod tail_slab;
 
 use crossbeam_utils::CachePadded;
 use std::sync::RwLock;
 
 use hashbrown::DefaultHashBuilder;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
-use tally_core::{CounterState, EventKey, EventTime};
+use tail_slab::{TailKeys, TailRef, TailSlab};
+use tally_core::{CounterState, EventTime};
 use tally_storage::{CounterId, NamespaceId};
 
 /// Number of shards; a power of two.
@@ -45,6 +49,7 @@ pub struct Location {
     shard: usize,
     bucket: usize,
     capacity: usize,
+    hash: u64,
 }
 
 /// The durable counters of a node.
@@ -126,10 +131,11 @@ impl CounterTable {
         {
             let mut shard = write(&self.shards[location.shard]);
             if shard.slots.capacity() == location.capacity {
-                let slot = shard.slots.get_bucket_mut(location.bucket);
+                let Shard { slots, tails, .. } = &mut *shard;
+                let slot = slots.get_bucket_mut(location.bucket);
                 if let Some(slot) = slot.filter(|slot| slot.id == entry.id) {
                     slot.value = entry.state.value;
-                    shard.set_tail(namespace_id, entry);
+                    set_tail(tails, slot, location.hash, namespace_id, entry);
                     return;
                 }
             }
@@ -199,12 +205,13 @@ impl CounterTable {
     /// decide nothing: an add counts and a clear resets to zero either way.
     pub fn release_sealed_tails(&self, namespace_id: NamespaceId, sealed_until: EventTime) {
         for shard in self.shards.iter() {
-            write(shard).tails.retain(|_, tail| {
-                tail.namespace_id != namespace_id
-                    || tail
-                        .latest_event
-                        .is_some_and(|key| key.time >= sealed_until)
-            });
+            let mut shard = write(shard);
+            let Shard { slots, tails, .. } = &mut *shard;
+            for (hash, tail) in tails.release_sealed(namespace_id, sealed_until) {
+                if let Some(slot) = slots.find_mut(hash, |slot| slot.tail == tail) {
+                    slot.tail = 0;
+                }
+            }
         }
     }
 
@@ -235,7 +242,7 @@ pub struct BulkInsert<'a> {
 struct Pending {
     names: Vec<u8>,
     counters: Vec<PendingCounter>,
-    tails: Vec<(CounterId, TailKeys)>,
+    tails: Vec<TailKeys>,
 }
 
 struct PendingCounter {
@@ -246,6 +253,8 @@ struct PendingCounter {
     /// Start of the name in [`Pending::names`].
     name_start: u32,
     name_len: u16,
+    /// Position plus one of the tail keys in [`Pending::tails`], or 0 for none.
+    tail: u32,
 }
 
 impl BulkInsert<'_> {
@@ -256,6 +265,11 @@ impl BulkInsert<'_> {
         let pending = &mut self.pending[index];
         let name_start = pending.names.len() as u32;
         pending.names.extend_from_slice(name.as_bytes());
+        let mut tail = 0;
+        if let Some(keys) = TailKeys::of(namespace_id, entry.state) {
+            pending.tails.push(keys);
+            tail = pending.tails.len() as u32;
+        }
         pending.counters.push(PendingCounter {
             hash,
             id: entry.id,
@@ -264,10 +278,8 @@ impl BulkInsert<'_> {
             name_start,
             // Names are at most 256 bytes, see `tally_core::CounterName`.
             name_len: name.len() as u16,
+            tail,
         });
-        if let Some(tail) = TailKeys::of(namespace_id, entry.state) {
-            pending.tails.push((entry.id, tail));
-        }
         if pending.counters.len() == BULK_BATCH {
             self.flush(index);
         }
@@ -292,7 +304,7 @@ impl BulkInsert<'_> {
         pending
             .counters
             .sort_unstable_by_key(|counter| counter.hash as usize & mask);
-        shard.tails.extend(pending.tails.drain(..));
+        shard.tails.reserve(pending.tails.len());
         for counter in pending.counters.drain(..) {
             let start = counter.name_start as usize;
             let name = &pending.names[start..start + usize::from(counter.name_len)];
@@ -306,10 +318,17 @@ impl BulkInsert<'_> {
                 value: counter.value,
                 namespace_id: counter.namespace_id,
                 name: shard.names.push(name),
+                tail: match counter.tail {
+                    0 => 0,
+                    tail => shard
+                        .tails
+                        .insert(pending.tails[tail as usize - 1], counter.hash),
+                },
             };
             shard.push_slot(&self.table.hasher, counter.hash, slot);
         }
         pending.names.clear();
+        pending.tails.clear();
     }
 }
 
@@ -336,32 +355,18 @@ struct Slot {
     namespace_id: NamespaceId,
     /// Position of the name in the shard's arena.
     name: u32,
+    /// The counter's tail keys in the shard's [`TailSlab`], if it has events in the tail.
+    tail: TailRef,
 }
 
-/// Keys of a counter's latest events, kept while it has events in the unsealed tail.
-#[derive(Clone, Copy)]
-struct TailKeys {
-    namespace_id: NamespaceId,
-    latest_clear: Option<EventKey>,
-    latest_event: Option<EventKey>,
-}
-
-impl TailKeys {
-    /// Returns the tail keys of a state, or `None` when it has no events in the tail.
-    fn of(namespace_id: NamespaceId, state: CounterState) -> Option<Self> {
-        (state.latest_clear.is_some() || state.latest_event.is_some()).then_some(Self {
-            namespace_id,
-            latest_clear: state.latest_clear,
-            latest_event: state.latest_event,
-        })
-    }
-}
+// The module documentation and the memory figures in BENCHMARKS.md count on this size.
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 #[derive(Default)]
 struct Shard {
     slots: HashTable<Slot>,
     names: NameArena,
-    tails: HashMap<CounterId, TailKeys>,
+    tails: TailSlab,
     /// Number of counters per namespace. A node has few namespaces, so a list is searched.
     counts: Vec<(NamespaceId, usize)>,
 }
@@ -393,6 +398,7 @@ impl Shard {
             shard: shard_index,
             bucket,
             capacity: self.slots.capacity(),
+            hash,
         };
         let slot = self.slots.get_bucket(bucket)?;
         Some((self.entry(slot), location))
@@ -404,7 +410,7 @@ impl Shard {
     }
 
     fn entry(&self, slot: &Slot) -> CounterEntry {
-        let tail = self.tails.get(&slot.id);
+        let tail = self.tails.get(slot.tail);
         CounterEntry {
             id: slot.id,
             state: CounterState {
@@ -424,12 +430,17 @@ impl Shard {
         name: &str,
         entry: CounterEntry,
     ) {
-        let Shard { slots, names, .. } = self;
+        let Shard {
+            slots,
+            names,
+            tails,
+            ..
+        } = self;
         let existing = slots.find_mut(hash, names.matcher(namespace_id, name.as_bytes()));
         if let Some(slot) = existing {
             slot.value = entry.state.value;
             slot.id = entry.id;
-            self.set_tail(namespace_id, entry);
+            set_tail(tails, slot, hash, namespace_id, entry);
             return;
         }
         self.push(hasher, hash, namespace_id, name.as_bytes(), entry);
@@ -444,14 +455,16 @@ impl Shard {
         name: &[u8],
         entry: CounterEntry,
     ) {
-        if let Some(tail) = TailKeys::of(namespace_id, entry.state) {
-            self.tails.insert(entry.id, tail);
-        }
+        let tail = match TailKeys::of(namespace_id, entry.state) {
+            Some(keys) => self.tails.insert(keys, hash),
+            None => 0,
+        };
         let slot = Slot {
             id: entry.id,
             value: entry.state.value,
             namespace_id,
             name: self.names.push(name),
+            tail,
         };
         self.push_slot(hasher, hash, slot);
     }
@@ -478,13 +491,25 @@ impl Shard {
             .find(|(id, _)| *id == namespace_id)
             .map_or(0, |(_, count)| *count)
     }
+}
 
-    /// Stores the tail keys of the entry, or removes them when it has none.
-    fn set_tail(&mut self, namespace_id: NamespaceId, entry: CounterEntry) {
-        match TailKeys::of(namespace_id, entry.state) {
-            Some(tail) => self.tails.insert(entry.id, tail),
-            None => self.tails.remove(&entry.id),
-        };
+/// Stores the tail keys of the entry for its slot, whose hash is `hash`, or removes them when
+/// it has none.
+fn set_tail(
+    tails: &mut TailSlab,
+    slot: &mut Slot,
+    hash: u64,
+    namespace_id: NamespaceId,
+    entry: CounterEntry,
+) {
+    match (TailKeys::of(namespace_id, entry.state), slot.tail) {
+        (Some(keys), 0) => slot.tail = tails.insert(keys, hash),
+        (Some(keys), tail) => tails.replace(tail, keys),
+        (None, 0) => {}
+        (None, tail) => {
+            tails.remove(tail);
+            slot.tail = 0;
+        }
     }
 }
 
@@ -534,6 +559,7 @@ impl NameArena {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_core::EventKey;
 
     fn key(seconds: i64, id: u64) -> EventKey {
         EventKey {
@@ -726,5 +752,49 @@ mod tests {
         assert_eq!(table.get(1, "old"), Some(entry(1, 1, None)));
         assert_eq!(table.get(1, "new"), Some(entry(2, 2, Some(key(20, 2)))));
         assert_eq!(table.get(2, "other"), Some(entry(3, 3, Some(key(10, 3)))));
+    }
+
+    /// Tail keys come and go with updates and releases, and freed places are used again
+    /// without mixing up whose keys they hold.
+    #[test]
+    fn tail_keys_follow_updates_and_releases() {
+        let table = CounterTable::default();
+        for i in 0..1_000u64 {
+            table.insert(1, &format!("c{i}"), entry(i + 1, 0, Some(key(10, i + 1))));
+        }
+        table.release_sealed_tails(1, EventTime::from_micros(15_000_000));
+        assert_eq!(table.num_tails(), 0);
+
+        for i in (0..1_000u64).step_by(2) {
+            let name = format!("c{i}");
+            let (_, location) = table.get_located(1, &name).unwrap();
+            let updated = entry(i + 1, 5, Some(key(20, 2_000 + i)));
+            table.update_at(location, 1, &name, updated);
+        }
+        table.insert(1, "c1", entry(2, 7, None));
+        table.insert(1, "new", entry(5_000, 1, Some(key(30, 5_000))));
+
+        assert_eq!(table.num_tails(), 501);
+        for i in 0..1_000u64 {
+            let expected = match i {
+                1 => entry(2, 7, None),
+                _ if i % 2 == 0 => entry(i + 1, 5, Some(key(20, 2_000 + i))),
+                _ => entry(i + 1, 0, None),
+            };
+            assert_eq!(table.get(1, &format!("c{i}")), Some(expected), "c{i}");
+        }
+        assert_eq!(
+            table.get(1, "new"),
+            Some(entry(5_000, 1, Some(key(30, 5_000))))
+        );
+
+        table.update_at(
+            table.get_located(1, "c0").unwrap().1,
+            1,
+            "c0",
+            entry(1, 6, None),
+        );
+        assert_eq!(table.get(1, "c0"), Some(entry(1, 6, None)));
+        assert_eq!(table.num_tails(), 500);
     }
 }
