@@ -466,10 +466,11 @@ async fn redis_commands_behave_like_redis() {
         1
     );
     assert_eq!(
-        query::<i64>(&mut connection, &[b"DEL", b"k", b"missing"])
+        query::<i64>(&mut connection, &[b"DEL", b"k", b"missing", b"k"])
             .await
             .unwrap(),
-        1
+        1,
+        "a key named twice is deleted once"
     );
     assert_eq!(
         query::<String>(&mut connection, &[b"GET", b"k"])

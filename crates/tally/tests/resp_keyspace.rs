@@ -185,6 +185,13 @@ async fn type_info_and_scan_arguments() {
             .await
             .unwrap();
     assert_eq!((cursor.as_str(), names.len()), ("0", 0));
+    let (cursor, names): (String, Vec<String>) =
+        query(&mut connection, &[b"SCAN", b"-1"]).await.unwrap();
+    assert_eq!(
+        (cursor.as_str(), names.len()),
+        ("0", 0),
+        "-1 is the largest cursor"
+    );
     let (_, names): (String, Vec<String>) = query(
         &mut connection,
         &[b"SCAN", b"0", b"MATCH", b"a", b"TYPE", b"STRING"],
@@ -194,7 +201,13 @@ async fn type_info_and_scan_arguments() {
     assert_eq!(names, ["a"]);
     for (args, error) in [
         (&[&b"SCAN"[..], b"x"][..], "ERR invalid cursor"),
-        (&[b"SCAN", b"-1"], "ERR invalid cursor"),
+        (&[b"SCAN", b"--1"], "ERR invalid cursor"),
+        (&[b"SCAN", b"18446744073709551616"], "ERR invalid cursor"),
+        (
+            &[b"SELECT", b"x"],
+            "ERR value is not an integer or out of range",
+        ),
+        (&[b"SELECT", b"1"], "ERR DB index is out of range"),
         (&[b"SCAN", b"0", b"COUNT", b"0"], "ERR syntax error"),
         (
             &[b"SCAN", b"0", b"COUNT", b"ten"],

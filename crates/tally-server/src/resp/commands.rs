@@ -174,8 +174,11 @@ pub async fn execute_other(
         }
         ("EXISTS", n) if n >= 1 => exists(service, session, args),
         ("DEL", n) if n >= 1 => delete(service, session, args).await,
-        ("SELECT", 1) if args[0] == b"0" => Reply::Simple("OK"),
-        ("SELECT", 1) => Reply::error("ERR DB index is out of range"),
+        ("SELECT", 1) => match parse_delta(&args[0]) {
+            Ok(0) => Reply::Simple("OK"),
+            Ok(_) => Reply::error("ERR DB index is out of range"),
+            Err(_) => Reply::error(NOT_AN_INTEGER),
+        },
         ("COMMAND", _) => Reply::Array(Vec::new()),
         ("CONFIG", n) if n >= 2 && args[0].eq_ignore_ascii_case(b"GET") => config_get(&args[1..]),
         ("TYPE", 1) => keyspace::type_of(service, session, &args[0]),
@@ -288,10 +291,14 @@ fn exists(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
     Reply::Integer(count)
 }
 
-/// `DEL` clears each counter that exists and counts them; missing keys are left missing.
+/// `DEL` clears each counter that exists and counts them; missing keys are left missing. A key
+/// named twice is cleared and counted once, as Redis deletes it once.
 async fn delete(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
     let mut changes = Vec::new();
-    for key in keys {
+    for (position, key) in keys.iter().enumerate() {
+        if keys[..position].contains(key) {
+            continue;
+        }
         match get(service, session, key) {
             Reply::Bulk(_) => changes.push(BatchChange {
                 counter: String::from_utf8_lossy(key).into_owned(),

@@ -44,10 +44,7 @@ struct ScanOptions<'a> {
 }
 
 fn scan_options(args: &[Vec<u8>]) -> Result<ScanOptions<'_>, Reply> {
-    let cursor = std::str::from_utf8(&args[0])
-        .ok()
-        .and_then(|cursor| cursor.parse::<u64>().ok())
-        .ok_or_else(|| Reply::error("ERR invalid cursor"))?;
+    let cursor = parse_cursor(&args[0]).ok_or_else(|| Reply::error("ERR invalid cursor"))?;
     let mut options = ScanOptions {
         cursor,
         pattern: None,
@@ -66,6 +63,18 @@ fn scan_options(args: &[Vec<u8>]) -> Result<ScanOptions<'_>, Reply> {
         }
     }
     Ok(options)
+}
+
+/// Reads a cursor as Redis 7.0 does with `strtoul`: an optional sign, then decimal digits that
+/// fit in 64 bits. A negative cursor wraps around, so `-1` is the largest one.
+fn parse_cursor(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    match text.strip_prefix('-') {
+        Some(digits) if !digits.starts_with(['+', '-']) => {
+            Some(digits.parse::<u64>().ok()?.wrapping_neg())
+        }
+        _ => text.parse::<u64>().ok(),
+    }
 }
 
 fn scan_count(value: &[u8]) -> Result<usize, Reply> {
