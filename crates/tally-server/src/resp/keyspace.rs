@@ -65,8 +65,8 @@ fn scan_options(args: &[Vec<u8>]) -> Result<ScanOptions<'_>, Reply> {
     Ok(options)
 }
 
-/// Reads a cursor as Redis 7.0 does with `strtoul`: an optional sign, then decimal digits that
-/// fit in 64 bits. A negative cursor wraps around, so `-1` is the largest one.
+/// Reads a cursor as redis-server 7.0.15 did in a side-by-side check: an optional sign, then
+/// decimal digits that fit in 64 bits. A negative cursor wraps around, so `-1` is the largest.
 fn parse_cursor(text: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(text).ok()?;
     match text.strip_prefix('-') {
