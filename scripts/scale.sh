@@ -14,7 +14,9 @@
 #      written or SCALE_LOAD_SECONDS have passed. Then a forced rollup and VmRSS.
 #   3. kill -9, then a restart timed from exec to the "listening" line, then VmRSS. The events
 #      of about the last SCALE_ACCEPT_LIMIT_SECONDS of the load are still in the unsealed
-#      tail, so this restart replays them.
+#      tail, so this restart replays them. Before each restart the script reads every file of
+#      the data directory, so that the store is in the page cache as after a crash of the
+#      process alone, and records how much of it was cached before.
 #   4. A wait until the accept limit has passed since the load, a forced rollup that seals
 #      every event into checkpoints, a SIGTERM shutdown, and `du -sb` of the data directory.
 #   5. A restart timed as in 3, of idle counters with no tail, then VmRSS, then a SIGTERM
@@ -95,10 +97,25 @@ record_recovery() {
     done
 }
 
+# Reads every file of the data directory into the page cache and records, under PREFIX, how
+# many of the files' bytes were cached before. Some kernels evict file pages that stay unused
+# for seconds (the AMD machine in BENCHMARKS.md runs DAMON's pageout scheme), so without this
+# a restart's time depends on when the load last touched each file.
+warm_page_cache() {
+    local prefix=$1 sizes
+    sizes=$(find "$work_dir/data" -type f -print0 |
+        xargs -0 fincore --bytes --noheadings --output RES,SIZE |
+        awk '{ cached += $1; size += $2 } END { printf "%.0f %.0f\n", cached, size }')
+    record "${prefix}_cached_before_bytes" "${sizes% *}"
+    record "${prefix}_file_bytes" "${sizes#* }"
+    find "$work_dir/data" -type f -exec cat {} + >/dev/null
+}
+
 # Restarts tally on the data directory and records the start time under PREFIX, or writes the
 # report without it and exits when the restart times out.
 restart_tally() {
     local prefix=$1 log_prefix=$results_dir/tally-$1
+    warm_page_cache "$prefix"
     log "starting tally on the loaded data directory ($prefix)"
     if ! start_tally "$work_dir/data" "$log_prefix" "$restart_timeout_seconds"; then
         stop_process "$tally_pid" KILL
@@ -133,7 +150,7 @@ write_report() {
     log "wrote the scale results to $markdown and $results_dir/summary.json"
 }
 
-for tool in python3 curl timeout du; do
+for tool in python3 curl timeout du fincore; do
     command -v "$tool" >/dev/null || die "$tool not found; install it and run again"
 done
 

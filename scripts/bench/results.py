@@ -609,23 +609,33 @@ def scale_report(args):
         "the token index, so adds with client tokens take more space than measured here."
     )
     out.append("")
-    out.append("Restart (time from starting the process to its `listening` line):")
+    out.append(
+        "Restart (time from starting the process to its `listening` line). Before each "
+        "restart the script read every file of the data directory, so that the store was in "
+        "the page cache as after a crash of the process alone; the last column says how much "
+        "of it was cached before that read:"
+    )
     out.append("")
     out.append(
         "| restart | seconds | counters recovered | tail events replayed "
-        "| seconds in the recovery step (server log) |"
+        "| seconds in the recovery step (server log) | store in the page cache before |"
     )
-    out.append("| --- | --- | --- | --- | --- |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
     for label, prefix in (
         ("after kill -9 at the end of the load", "crash_restart"),
         ("after a SIGTERM shutdown", "clean_restart"),
     ):
         elapsed_ms = number(values, f"{prefix}_elapsed_ms")
+        cached = number(values, f"{prefix}_cached_before_bytes")
+        files = number(values, f"{prefix}_file_bytes")
+        cached_text = "–" if cached is None or not files else (
+            f"{100 * cached / files:.0f}% of {mib(files)}"
+        )
         out.append(
             f"| {label} | {seconds_number(number(values, f'{prefix}_seconds'))} | "
             f"{format_count(number(values, f'{prefix}_num_counters'))} | "
             f"{format_count(number(values, f'{prefix}_num_tail_events'))} | "
-            f"{'–' if elapsed_ms is None else f'{elapsed_ms / 1000:.2f}'} |"
+            f"{'–' if elapsed_ms is None else f'{elapsed_ms / 1000:.2f}'} | {cached_text} |"
         )
     out.append("")
     accept_limit = values.get("accept_limit_seconds", "?")
