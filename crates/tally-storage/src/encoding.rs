@@ -34,14 +34,25 @@ impl<'a> Reader<'a> {
         Self { bytes, keyspace }
     }
 
+    #[inline]
     fn take<const N: usize>(&mut self) -> Result<[u8; N], StorageError> {
         let Some((head, rest)) = self.bytes.split_first_chunk::<N>() else {
-            return Err(self.corrupt(format!("record ends early, expected {N} more bytes")));
+            return Err(self.ended_early(N));
         };
         self.bytes = rest;
         Ok(*head)
     }
 
+    /// Builds the error of a record that ends `expected` bytes too early. Kept out of line so
+    /// that the readers of single fields stay small enough to inline: a restart decodes every
+    /// event of the unsealed tail with them.
+    #[cold]
+    #[inline(never)]
+    fn ended_early(&self, expected: usize) -> StorageError {
+        self.corrupt(format!("record ends early, expected {expected} more bytes"))
+    }
+
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, StorageError> {
         Ok(self.take::<1>()?[0])
     }
@@ -62,15 +73,31 @@ impl<'a> Reader<'a> {
         Ok(i128::from_be_bytes(self.take()?))
     }
 
-    /// Reads an unsigned LEB128 varint of at most ten bytes.
+    /// Reads an unsigned LEB128 varint of at most ten bytes. Bits beyond the 64th are dropped.
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, StorageError> {
+        if let Some((&byte, rest)) = self.bytes.split_first()
+            && byte < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(byte));
+        }
+        self.longer_varint()
+    }
+
+    /// Reads a varint of any length. [`Self::varint`] reads the one-byte ones itself.
+    fn longer_varint(&mut self) -> Result<u64, StorageError> {
         let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let byte = self.u8()?;
-            value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+        for (index, &byte) in self.bytes.iter().take(10).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * index);
             if byte & 0x80 == 0 {
+                self.bytes = &self.bytes[index + 1..];
                 return Ok(value);
             }
+        }
+        if self.bytes.len() < 10 {
+            self.bytes = &[];
+            return Err(self.ended_early(1));
         }
         Err(self.corrupt("varint is longer than ten bytes".into()))
     }
@@ -518,6 +545,47 @@ mod tests {
             decode_slice_record_key(&keys[0]).unwrap(),
             EventTime::from_micros(-1_000_000)
         );
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        let values = [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ];
+        let mut bytes = Vec::new();
+        for value in values {
+            put_varint(&mut bytes, value);
+        }
+        bytes.push(0xab);
+
+        let mut reader = Reader::new("test", &bytes);
+        for value in values {
+            assert_eq!(reader.varint().unwrap(), value);
+        }
+        assert_eq!(reader.u8().unwrap(), 0xab);
+    }
+
+    #[test]
+    fn damaged_varints_are_corrupt() {
+        let detail = |bytes: &[u8]| match Reader::new("test", bytes).varint() {
+            Err(StorageError::Corrupt { detail, .. }) => detail,
+            other => panic!("{bytes:?} decoded as {other:?}"),
+        };
+
+        assert_eq!(detail(&[]), "record ends early, expected 1 more bytes");
+        assert_eq!(
+            detail(&[0x80, 0xff]),
+            "record ends early, expected 1 more bytes"
+        );
+        assert_eq!(detail(&[0xff; 11]), "varint is longer than ten bytes");
     }
 
     #[test]
