@@ -290,11 +290,11 @@ impl Service {
             .count())
     }
 
-    /// One step of a walk over the namespace's counters in ID order: the names of the counters
-    /// with IDs above `cursor`, about `count` of them, and the cursor of the next step. A
-    /// counter that exists during the whole walk is returned once; one created meanwhile may
-    /// or may not be. A step reads at most `64 * count` IDs, so in a namespace that contains few
-    /// of the node's counters it may return none and a cursor to go on from. `best_effort`
+    /// Returns one step of a walk over the namespace's counters in ID order: the names of the
+    /// counters with IDs above `cursor`, about `count` of them, and the cursor of the next step.
+    /// A counter that exists during the whole walk is returned once, and one created meanwhile
+    /// may or may not be. A step reads at most `64 * count` IDs, so in a namespace that contains
+    /// few of the node's counters it may return none and a cursor to go on from. `best_effort`
     /// counters have no IDs, so the first step returns them all.
     pub async fn scan_counters(
         &self,

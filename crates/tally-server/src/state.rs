@@ -69,7 +69,7 @@ pub struct SharedState {
     pub counters: CounterTable,
     /// Counters of `best_effort` namespaces, in memory only.
     pub best_effort: DashMap<CounterKey, i64>,
-    /// The highest durable counter ID in [`Self::counters`]; IDs up to it may have gaps.
+    /// The highest durable counter ID in [`Self::counters`]. IDs up to it may have gaps.
     pub last_counter_id: AtomicU64,
 }
 

@@ -227,7 +227,7 @@ impl EmbeddedStore {
         }
     }
 
-    /// Commits `batch` and persists the journal as `mode` says.
+    /// Commits `batch` and persists the journal with persist mode `mode`.
     fn commit(&self, batch: fjall::OwnedWriteBatch, mode: PersistMode) -> Result<(), StorageError> {
         batch.durability(Some(mode)).commit().map_err(|error| {
             error!(path = %self.path.display(), %error, "failed to commit a write batch");

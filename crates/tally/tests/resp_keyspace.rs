@@ -227,6 +227,10 @@ async fn type_info_and_scan_arguments() {
             &[b"DBSIZE", b"x"],
             "ERR wrong number of arguments for 'dbsize' command",
         ),
+        (
+            &[b"TYPE", b"a", b"b"],
+            "ERR wrong number of arguments for 'type' command",
+        ),
     ] {
         let result = query::<redis::Value>(&mut connection, args).await;
         let text = error_text(&result.unwrap_err());

@@ -46,7 +46,7 @@ fn upper_case<'a>(name: &[u8], buffer: &'a mut [u8; 16]) -> Cow<'a, str> {
     Cow::Owned(String::from_utf8_lossy(name).to_uppercase())
 }
 
-pub(super) fn text(argument: &[u8]) -> Result<String, Reply> {
+fn text(argument: &[u8]) -> Result<String, Reply> {
     String::from_utf8(argument.to_vec())
         .map_err(|_| Reply::error("ERR invalid counter: must be valid UTF-8"))
 }
@@ -267,7 +267,8 @@ fn config_get(parameters: &[Vec<u8>]) -> Reply {
     Reply::Array(items)
 }
 
-fn get(service: &Service, session: &Session, key: &[u8]) -> Reply {
+/// Executes `GET key`: the value as a bulk string, or nil for a key that is not a counter.
+pub(super) fn get(service: &Service, session: &Session, key: &[u8]) -> Reply {
     let counter = match text(key) {
         Ok(counter) => counter,
         Err(reply) => return reply,

@@ -1,7 +1,7 @@
 //! Commands that look at the connection's namespace as a whole: `TYPE`, `DBSIZE`, `SCAN` and
 //! `KEYS`. To a Redis client, every counter is a key of type `string`.
 
-use super::commands::{Session, text};
+use super::commands::{Session, get};
 use super::glob;
 use super::reply::{self, NOT_AN_INTEGER, Reply};
 use crate::Service;
@@ -13,20 +13,16 @@ pub const KEYS_LIMIT: usize = 100_000;
 /// `COUNT` of a `SCAN` that names none, as in Redis.
 const DEFAULT_SCAN_COUNT: usize = 10;
 
-/// `TYPE key`: `string` for a counter, `none` for a key that is not one.
+/// Executes `TYPE key`: `string` for a counter, `none` for a key that is not one.
 pub fn type_of(service: &Service, session: &Session, key: &[u8]) -> Reply {
-    let counter = match text(key) {
-        Ok(counter) => counter,
-        Err(reply) => return reply,
-    };
-    match service.get(&session.namespace, &counter) {
-        Ok(_) => Reply::Simple("string"),
-        Err(crate::ServiceError::CounterNotFound { .. }) => Reply::Simple("none"),
-        Err(error) => reply::service_error(&error),
+    match get(service, session, key) {
+        Reply::Bulk(_) => Reply::Simple("string"),
+        Reply::Nil => Reply::Simple("none"),
+        error => error,
     }
 }
 
-/// `DBSIZE`: the number of counters in the namespace.
+/// Executes `DBSIZE`: the number of counters in the namespace.
 pub fn size(service: &Service, session: &Session) -> Reply {
     match service.count_counters(&session.namespace) {
         Ok(count) => Reply::Integer(i64::try_from(count).unwrap_or(i64::MAX)),
@@ -85,8 +81,8 @@ fn scan_count(value: &[u8]) -> Result<usize, Reply> {
     }
 }
 
-/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`. The cursor walks the counters in
-/// ID order (see [`Service::scan_counters`]), so it stays valid across restarts.
+/// Executes `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`. The cursor walks the
+/// counters in ID order (see [`Service::scan_counters`]), so it stays valid across restarts.
 pub async fn scan(service: &Service, session: &Session, args: &[Vec<u8>]) -> Reply {
     let options = match scan_options(args) {
         Ok(options) => options,
@@ -107,8 +103,8 @@ pub async fn scan(service: &Service, session: &Session, args: &[Vec<u8>]) -> Rep
     Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(keys)])
 }
 
-/// `KEYS pattern`: every counter of the namespace whose name matches, in ID order, up to
-/// [`KEYS_LIMIT`].
+/// Executes `KEYS pattern`: every counter of the namespace whose name matches, in ID order,
+/// up to [`KEYS_LIMIT`].
 pub async fn keys(service: &Service, session: &Session, pattern: &[u8]) -> Reply {
     let mut keys = Vec::new();
     let mut cursor = 0;
