@@ -81,6 +81,11 @@ impl TailSlab {
         self.entries.len() - self.free.len()
     }
 
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
     pub fn reserve(&mut self, additional: usize) {
         self.entries
             .reserve(additional.saturating_sub(self.free.len()));
