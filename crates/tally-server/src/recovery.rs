@@ -138,10 +138,12 @@ impl Loader<'_> {
     /// Puts the durable counters with IDs in `range` into the table.
     fn load(&self, range: RangeInclusive<CounterId>) -> Result<(), ServiceError> {
         let mut table = self.state.counters.bulk_insert();
+        let mut window = TailWindow::new(*range.end());
         let mut failure = None;
         self.store.scan_counters(range, &mut |counter| {
             if failure.is_none() && self.durable.contains(&counter.namespace_id) {
-                match self.entry(counter) {
+                let tail = window.fold_of(self.tails, counter.id);
+                match entry(counter, tail) {
                     Ok(entry) => table.insert(counter.namespace_id, counter.name, entry),
                     Err(error) => failure = Some(error),
                 }
@@ -150,24 +152,65 @@ impl Loader<'_> {
         table.finish();
         failure.map_or(Ok(()), Err)
     }
+}
 
-    /// Returns the counter's entry: its checkpoint followed by its tail.
-    fn entry(&self, counter: ScannedCounter<'_>) -> Result<CounterEntry, ServiceError> {
-        let checkpoint = counter
-            .checkpoint
-            .map(|checkpoint| checkpoint.fold)
-            .unwrap_or_default();
-        let tail = self.tails.get(counter.id).copied().unwrap_or_default();
-        let state = tail.state_after(checkpoint).map_err(|error| {
-            ServiceError::Unavailable(format!(
-                "counter {} cannot be rebuilt: {error}",
-                counter.name
-            ))
-        })?;
-        Ok(CounterEntry {
-            id: counter.id,
-            state,
-        })
+/// Returns the counter's entry: its checkpoint followed by its tail.
+fn entry(counter: ScannedCounter<'_>, tail: TailFold) -> Result<CounterEntry, ServiceError> {
+    let checkpoint = counter
+        .checkpoint
+        .map(|checkpoint| checkpoint.fold)
+        .unwrap_or_default();
+    let state = tail.state_after(checkpoint).map_err(|error| {
+        ServiceError::Unavailable(format!(
+            "counter {} cannot be rebuilt: {error}",
+            counter.name
+        ))
+    })?;
+    Ok(CounterEntry {
+        id: counter.id,
+        state,
+    })
+}
+
+/// Number of consecutive counter IDs whose tail folds a loading thread copies at once.
+const TAIL_WINDOW: u64 = 256;
+
+/// The tail folds of a window of consecutive counter IDs, copied together. The folds lie in the
+/// order their counters first appear in the tail, so the fold of each counter that the load
+/// visits in ID order is a read from memory at random. Copied one at a time between the much
+/// longer work of decoding and inserting a counter, those reads wait one after another; copied
+/// in a tight loop, they do not depend on each other and the processor overlaps them.
+struct TailWindow {
+    first: CounterId,
+    /// Last ID of the loading thread's range; no window reaches past it.
+    last: CounterId,
+    folds: Vec<TailFold>,
+}
+
+impl TailWindow {
+    fn new(last: CounterId) -> Self {
+        Self {
+            first: 0,
+            last,
+            folds: Vec::with_capacity(TAIL_WINDOW as usize),
+        }
+    }
+
+    /// Returns the tail fold of counter `id`, an empty fold when it has no tail.
+    fn fold_of(&mut self, tails: &Tails, id: CounterId) -> TailFold {
+        let offset = id.wrapping_sub(self.first);
+        if let Some(fold) = usize::try_from(offset)
+            .ok()
+            .and_then(|offset| self.folds.get(offset))
+        {
+            return *fold;
+        }
+        let end = id.saturating_add(TAIL_WINDOW - 1).min(self.last.max(id));
+        self.first = id;
+        self.folds.clear();
+        self.folds
+            .extend((id..=end).map(|window_id| tails.get(window_id).copied().unwrap_or_default()));
+        self.folds[0]
     }
 }
 
@@ -647,6 +690,54 @@ mod tests {
         assert!(tails.parts.iter().all(|part| part.positions.is_empty()));
         assert_eq!(tails.get(1), None);
         assert_eq!(tails.get(9_999_999), None);
+    }
+
+    #[test]
+    fn tail_window_returns_each_counters_fold() {
+        use tally_core::{EventKey, EventKind};
+        use tally_storage::{AppendBatch, StoredEvent};
+
+        let (store, namespaces) = store_with_default_namespace();
+        // One event for every third counter up to 2,000, each with its own delta.
+        let events: Vec<(NamespaceId, StoredEvent)> = (1..=2_000u64)
+            .filter(|id| id % 3 == 0)
+            .map(|id| {
+                let event = StoredEvent {
+                    counter_id: id,
+                    key: EventKey {
+                        time: EventTime::from_micros(11_000_000),
+                        id,
+                    },
+                    kind: EventKind::Add { delta: id as i64 },
+                    token: None,
+                };
+                (1, event)
+            })
+            .collect();
+        store
+            .append(&AppendBatch {
+                events,
+                new_counters: Vec::new(),
+                last_event_id: 2_000,
+                last_counter_id: 2_000,
+            })
+            .unwrap();
+        let (tails, _) = fold_tails(&store, &namespaces, 2_000, 2).unwrap();
+
+        // Visits with gaps shorter and longer than a window, up to the range's last ID.
+        let visited: Vec<CounterId> = (1..=2_000)
+            .filter(|id| id % 7 != 0 && !(500..1_100).contains(id))
+            .collect();
+        let expected_with_tail = visited.iter().filter(|id| *id % 3 == 0).count();
+        let mut window = TailWindow::new(2_000);
+        let mut with_tail = 0;
+        for id in visited {
+            let expected = tails.get(id).copied().unwrap_or_default();
+            assert_eq!(window.fold_of(&tails, id), expected, "counter {id}");
+            with_tail += usize::from(expected != TailFold::default());
+        }
+        assert_eq!(with_tail, expected_with_tail);
+        assert_eq!(window.first + window.folds.len() as u64 - 1, 2_000);
     }
 
     #[test]
