@@ -6,7 +6,9 @@
 //! Tally then rejects writes until restart instead of retrying.
 
 use crate::StorageError;
+use crate::checkpoint_blocks::CheckpointBlocks;
 use crate::encoding::{self, bucket_keyspace_name, parse_bucket_keyspace_name};
+use crate::error::read_failed;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
@@ -16,14 +18,25 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use tally_core::{CounterName, EventTime};
 use tracing::{error, info};
 
-/// Version 3 adds the `counter_runs` keyspace, which a start reads instead of the counters by
-/// name. Version 2 writes the events of a slice as one record; version 1 wrote one key per
-/// event.
-const FORMAT_VERSION: u32 = 3;
+/// Version 4 keeps checkpoints in blocks of consecutive counter IDs (the `checkpoint_blocks`
+/// keyspace) instead of one per key (`checkpoints`), and converts a version 3 store when it
+/// opens it. Version 3 adds the `counter_runs` keyspace, which a start reads instead of the
+/// counters by name. Version 2 writes the events of a slice as one record; version 1 wrote one
+/// key per event.
+const FORMAT_VERSION: u32 = 4;
+
+/// The format that [`EmbeddedStore::open`] converts to [`FORMAT_VERSION`].
+const CONVERTED_FORMAT_VERSION: u32 = 3;
+
+/// The keyspace of format 3 that held one checkpoint per key.
+const FORMAT_3_CHECKPOINTS: &str = "checkpoints";
+
+/// Checkpoints that a conversion from format 3 writes per batch.
+const CONVERSION_BATCH: usize = 100_000;
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_LAST_EVENT_ID: &[u8] = b"last_event_id";
 const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
@@ -81,7 +94,10 @@ pub struct EmbeddedStore {
     counter_names: Keyspace,
     /// Counters by ID, in runs created by one group commit, for a start.
     counter_runs: Keyspace,
-    checkpoints: Keyspace,
+    checkpoints: CheckpointBlocks,
+    /// Held while a rollup reads and rewrites checkpoint blocks, which counters of several
+    /// namespaces share.
+    checkpoint_writes: Mutex<()>,
     tokens: Keyspace,
     /// Open bucket keyspaces by namespace and bucket start.
     buckets: RwLock<HashMap<(NamespaceId, EventTime), Keyspace>>,
@@ -116,7 +132,8 @@ impl EmbeddedStore {
             namespaces: keyspace("namespaces")?,
             counter_names: keyspace("counter_names")?,
             counter_runs: keyspace("counter_runs")?,
-            checkpoints: keyspace("checkpoints")?,
+            checkpoints: CheckpointBlocks::new(keyspace(CheckpointBlocks::KEYSPACE)?),
+            checkpoint_writes: Mutex::new(()),
             tokens: db.keyspace("tokens", || {
                 KeyspaceCreateOptions::default().max_memtable_size(TOKENS_MEMTABLE_BYTES)
             })?,
@@ -134,26 +151,83 @@ impl EmbeddedStore {
     }
 
     fn check_format(&self) -> Result<(), StorageError> {
-        match self.meta.get(KEY_FORMAT)? {
-            None => {
-                self.meta.insert(KEY_FORMAT, FORMAT_VERSION.to_be_bytes())?;
-                self.db.persist(SYNCED)?;
-                Ok(())
-            }
-            Some(bytes) if bytes.as_ref() == FORMAT_VERSION.to_be_bytes() => Ok(()),
-            Some(bytes) => {
-                let found = <[u8; 4]>::try_from(bytes.as_ref()).map_or_else(
-                    |_| format!("{bytes:?}"),
-                    |bytes| u32::from_be_bytes(bytes).to_string(),
-                );
-                Err(StorageError::Corrupt {
-                    keyspace: "meta".into(),
-                    detail: format!(
-                        "unsupported store format {found}, this tally reads format {FORMAT_VERSION} and cannot convert older stores"
-                    ),
-                })
-            }
+        let Some(bytes) = self.meta.get(KEY_FORMAT)? else {
+            self.meta.insert(KEY_FORMAT, FORMAT_VERSION.to_be_bytes())?;
+            self.db.persist(SYNCED)?;
+            return Ok(());
+        };
+        let unsupported = |found: String| StorageError::Corrupt {
+            keyspace: "meta".into(),
+            detail: format!(
+                "unsupported store format {found}, this tally reads format {FORMAT_VERSION} and converts format {CONVERTED_FORMAT_VERSION}"
+            ),
+        };
+        match <[u8; 4]>::try_from(bytes.as_ref()).map(u32::from_be_bytes) {
+            Ok(FORMAT_VERSION) => self.drop_format_3_checkpoints(),
+            Ok(CONVERTED_FORMAT_VERSION) => self.convert_from_format_3(),
+            Ok(other) => Err(unsupported(other.to_string())),
+            Err(_) => Err(unsupported(format!("{bytes:?}"))),
         }
+    }
+
+    /// Converts a format 3 store: copies its checkpoints into blocks, records format 4 and then
+    /// drops the old keyspace. A conversion cut short starts over at the next open, since the
+    /// format stays 3 and the old checkpoints stay until the new ones are written; it writes the
+    /// same blocks again.
+    fn convert_from_format_3(&self) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        info!(path = %self.path.display(), "converting the store from format 3 to format {FORMAT_VERSION}");
+        let mut num_checkpoints = 0u64;
+        let old = self
+            .db
+            .keyspace(FORMAT_3_CHECKPOINTS, KeyspaceCreateOptions::default)?;
+        let mut pending = Vec::with_capacity(CONVERSION_BATCH);
+        let mut items = old.iter();
+        loop {
+            let next = items.next();
+            let finished = next.is_none();
+            if let Some(item) = next {
+                let (key, value) = item.into_inner().map_err(read_failed)?;
+                let counter_id = encoding::Reader::new(FORMAT_3_CHECKPOINTS, &key).u64()?;
+                pending.push((counter_id, encoding::decode_checkpoint(&value)?));
+                if pending.len() < CONVERSION_BATCH {
+                    continue;
+                }
+            }
+            let _writing = self
+                .checkpoint_writes
+                .lock()
+                .map_err(|_| StorageError::Poisoned)?;
+            let mut batch = self.db.batch();
+            self.checkpoints.write(&mut batch, &pending)?;
+            num_checkpoints += pending.len() as u64;
+            pending.clear();
+            if finished {
+                batch.insert(&self.meta, KEY_FORMAT, FORMAT_VERSION.to_be_bytes());
+                self.commit(batch, SYNCED)?;
+                break;
+            }
+            self.commit(batch, PersistMode::Buffer)?;
+        }
+        self.db.delete_keyspace(old)?;
+        info!(
+            num_checkpoints,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "converted the store to format {FORMAT_VERSION}"
+        );
+        Ok(())
+    }
+
+    /// Drops the checkpoints of format 3 that a conversion cut short after it recorded format 4
+    /// left behind.
+    fn drop_format_3_checkpoints(&self) -> Result<(), StorageError> {
+        if self.db.keyspace_exists(FORMAT_3_CHECKPOINTS) {
+            let old = self
+                .db
+                .keyspace(FORMAT_3_CHECKPOINTS, KeyspaceCreateOptions::default)?;
+            self.db.delete_keyspace(old)?;
+        }
+        Ok(())
     }
 
     fn open_existing_buckets(&self) -> Result<(), StorageError> {
@@ -203,21 +277,6 @@ impl EmbeddedStore {
             .collect();
         selected.sort_by_key(|(start, _)| *start);
         Ok(selected.into_iter().map(|(_, handle)| handle).collect())
-    }
-
-    /// Returns the checkpoints of the counters `first..=last`, in ID order.
-    fn checkpoints_between(
-        &self,
-        first: CounterId,
-        last: CounterId,
-    ) -> impl Iterator<Item = Result<(CounterId, Checkpoint), StorageError>> + '_ {
-        self.checkpoints
-            .range(first.to_be_bytes()..=last.to_be_bytes())
-            .map(|item| {
-                let (key, value) = item.into_inner().map_err(read_failed)?;
-                let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
-                Ok((counter_id, encoding::decode_checkpoint(&value)?))
-            })
     }
 
     fn read_u64(&self, key: &[u8]) -> Result<u64, StorageError> {
@@ -285,13 +344,6 @@ impl SliceEvents {
     }
 }
 
-fn read_failed(error: fjall::Error) -> StorageError {
-    match error {
-        fjall::Error::Poisoned => StorageError::Poisoned,
-        other => StorageError::ReadFailed(other.to_string()),
-    }
-}
-
 impl EventStore for EmbeddedStore {
     fn recover(&self) -> Result<RecoveredState, StorageError> {
         let mut state = RecoveredState {
@@ -317,7 +369,7 @@ impl EventStore for EmbeddedStore {
             return Ok(());
         }
         let (first, last) = (*ids.start(), *ids.end());
-        let mut checkpoints = self.checkpoints_between(first, last).peekable();
+        let mut checkpoints = self.checkpoints.range(first, last).peekable();
         let mut take_checkpoint = |id: CounterId| -> Result<Option<Checkpoint>, StorageError> {
             match checkpoints.next_if(|item| item.as_ref().map_or(true, |(found, _)| *found <= id))
             {
@@ -465,14 +517,7 @@ impl EventStore for EmbeddedStore {
     }
 
     fn read_checkpoint(&self, counter_id: CounterId) -> Result<Option<Checkpoint>, StorageError> {
-        match self
-            .checkpoints
-            .get(counter_id.to_be_bytes())
-            .map_err(read_failed)?
-        {
-            None => Ok(None),
-            Some(value) => encoding::decode_checkpoint(&value).map(Some),
-        }
+        self.checkpoints.get(counter_id)
     }
 
     fn read_checkpoints(
@@ -483,12 +528,8 @@ impl EventStore for EmbeddedStore {
         for run in dense_runs(counter_ids) {
             let (first, last) = (run[0], run[run.len() - 1]);
             let mut requested = run.iter().peekable();
-            for item in self
-                .checkpoints
-                .range(first.to_be_bytes()..=last.to_be_bytes())
-            {
-                let (key, value) = item.into_inner().map_err(read_failed)?;
-                let counter_id = encoding::Reader::new("checkpoints", &key).u64()?;
+            for item in self.checkpoints.range(first, last) {
+                let (counter_id, checkpoint) = item?;
                 while requested
                     .next_if(|requested| **requested < counter_id)
                     .is_some()
@@ -499,7 +540,7 @@ impl EventStore for EmbeddedStore {
                     .next_if(|requested| **requested == counter_id)
                     .is_some()
                 {
-                    found.push(Some(encoding::decode_checkpoint(&value)?));
+                    found.push(Some(checkpoint));
                 }
             }
             found.extend(requested.map(|_| None));
@@ -512,14 +553,20 @@ impl EventStore for EmbeddedStore {
         namespace: &NamespaceRecord,
         checkpoints: &[(CounterId, Checkpoint)],
     ) -> Result<(), StorageError> {
+        let mut sorted;
+        let checkpoints = if checkpoints.is_sorted_by_key(|(id, _)| *id) {
+            checkpoints
+        } else {
+            sorted = checkpoints.to_vec();
+            sorted.sort_by_key(|(id, _)| *id);
+            &sorted[..]
+        };
+        let _writing = self
+            .checkpoint_writes
+            .lock()
+            .map_err(|_| StorageError::Poisoned)?;
         let mut batch = self.db.batch();
-        for (counter_id, checkpoint) in checkpoints {
-            batch.insert(
-                &self.checkpoints,
-                counter_id.to_be_bytes(),
-                encoding::checkpoint_value(checkpoint),
-            );
-        }
+        self.checkpoints.write(&mut batch, checkpoints)?;
         batch.insert(
             &self.namespaces,
             namespace.name.as_str().as_bytes(),

@@ -112,6 +112,10 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(text).map_err(|_| self.corrupt("text is not valid UTF-8".into()))
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     pub fn rest_utf8(self) -> Result<&'a str, StorageError> {
         std::str::from_utf8(self.bytes).map_err(|_| self.corrupt("text is not valid UTF-8".into()))
     }
@@ -261,7 +265,7 @@ pub fn decode_slice_record(
     Ok(())
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -269,11 +273,11 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn zigzag(value: i64) -> u64 {
+pub(crate) fn zigzag(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
 }
 
-fn unzigzag(value: u64) -> i64 {
+pub(crate) fn unzigzag(value: u64) -> i64 {
     ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
 
@@ -360,6 +364,8 @@ pub fn decode_token(value: &[u8]) -> Result<TokenRecord, StorageError> {
     })
 }
 
+/// Encodes a checkpoint as format 3 stored it, one per record. A store of format 4 keeps
+/// checkpoints in blocks (`checkpoint_blocks`) and reads this layout only to convert a store.
 pub fn checkpoint_value(checkpoint: &Checkpoint) -> Vec<u8> {
     let mut out = Vec::with_capacity(33);
     out.extend_from_slice(&checkpoint.fold.sum.to_be_bytes());
@@ -369,6 +375,7 @@ pub fn checkpoint_value(checkpoint: &Checkpoint) -> Vec<u8> {
     out
 }
 
+/// Decodes a checkpoint written by [`checkpoint_value`].
 pub fn decode_checkpoint(value: &[u8]) -> Result<Checkpoint, StorageError> {
     let mut reader = Reader::new("checkpoints", value);
     let sum = reader.i128()?;

@@ -30,9 +30,17 @@ impl StorageError {
     /// Returns the error for a checkpoint of a counter that the store does not contain.
     pub(crate) fn checkpoint_without_counter(counter_id: u64) -> Self {
         StorageError::Corrupt {
-            keyspace: "checkpoints".into(),
+            keyspace: "checkpoint_blocks".into(),
             detail: format!("checkpoint of counter {counter_id}, which the store does not contain"),
         }
+    }
+}
+
+/// Maps an error of a read from the embedded store: a poisoned store stays poisoned.
+pub(crate) fn read_failed(error: fjall::Error) -> StorageError {
+    match error {
+        fjall::Error::Poisoned => StorageError::Poisoned,
+        other => StorageError::ReadFailed(other.to_string()),
     }
 }
 

@@ -5,9 +5,11 @@
 //! - [`embedded`]: [`EmbeddedStore`], the default backend on fjall in a local data directory.
 //! - [`memory`]: [`MemoryStore`], which proves the trait depends on no backend and serves tests.
 //! - [`fault`]: [`FaultInjection`], a wrapper that makes writes fail on demand, for tests.
-//! - [`encoding`]: the byte layout of keys and values in the embedded store.
+//! - [`encoding`]: the byte layout of keys and values in the embedded store, apart from
+//!   checkpoints, which `checkpoint_blocks` keeps in blocks of consecutive counter IDs.
 //! - [`error`]: the error type, [`StorageError`].
 
+mod checkpoint_blocks;
 pub mod embedded;
 pub mod encoding;
 pub mod error;

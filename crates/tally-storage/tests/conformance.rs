@@ -599,6 +599,43 @@ mod cases {
         assert_eq!(scanned_checkpoints(store), [(10, replaced), (11, second)]);
     }
 
+    /// Writes `rollups` one after another, each a list of counter IDs and sums in any order,
+    /// and checks every read of checkpoints against the latest write of each ID.
+    pub fn rollups_keep_latest_checkpoints(store: &dyn EventStore, rollups: &[Vec<(u64, i64)>]) {
+        let mut default = namespace(1, "default");
+        store.put_namespace(&default).unwrap();
+        let mut expected = std::collections::BTreeMap::new();
+        for (round, rollup) in (1..).zip(rollups) {
+            default.sealed_until = at(round * HOUR_SECONDS);
+            let written: Vec<(CounterId, Checkpoint)> = rollup
+                .iter()
+                .map(|(id, sum)| {
+                    let sealed = at(round * HOUR_SECONDS);
+                    (*id, checkpoint(i128::from(*sum), sum % 5 == 0, sealed, *id))
+                })
+                .collect();
+            store.write_rollup(&default, &written).unwrap();
+            expected.extend(written);
+        }
+        let requested: Vec<CounterId> = (0..=300)
+            .chain(expected.keys().copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let wanted: Vec<Option<Checkpoint>> = requested
+            .iter()
+            .map(|id| expected.get(id).copied())
+            .collect();
+        assert_eq!(store.read_checkpoints(&requested).unwrap(), wanted);
+        for (id, checkpoint) in requested.iter().zip(&wanted) {
+            assert_eq!(
+                store.read_checkpoint(*id).unwrap(),
+                *checkpoint,
+                "counter {id}"
+            );
+        }
+    }
+
     pub fn scan_counters_by_id_range(store: &dyn EventStore) {
         // Counters 1 to 5 come from one commit and 6, 7 and 9 from single commits; no commit
         // wrote 8.
@@ -981,6 +1018,16 @@ fn arbitrary_events() -> impl proptest::strategy::Strategy<Value = Vec<StoredEve
     })
 }
 
+/// Generates up to five rollups of up to 60 checkpoints each, for counter IDs that are mostly
+/// below 300, some of them repeated within a rollup, plus a few of the largest IDs.
+fn arbitrary_rollups() -> impl proptest::strategy::Strategy<Value = Vec<Vec<(u64, i64)>>> {
+    use proptest::prelude::*;
+
+    let id = prop_oneof![8 => 0u64..300, 1 => (u64::MAX - 70)..=u64::MAX];
+    let rollup = prop::collection::vec((id, any::<i64>()), 0..60);
+    prop::collection::vec(rollup, 1..5)
+}
+
 /// Expands every case of `cases` into a `#[test]` in module `$backend`, on a store from `$open`.
 macro_rules! conformance_suite {
     ($backend:ident, $open:expr) => {
@@ -1024,6 +1071,12 @@ macro_rules! conformance_suite {
                 fn scan_matches_appended(events in arbitrary_events(), batch_size in 1usize..8) {
                     let fixture = ($open)();
                     cases::scan_matches_appended(fixture.store(), &events, batch_size);
+                }
+
+                #[test]
+                fn rollups_keep_latest_checkpoints(rollups in arbitrary_rollups()) {
+                    let fixture = ($open)();
+                    cases::rollups_keep_latest_checkpoints(fixture.store(), &rollups);
                 }
             }
         }
