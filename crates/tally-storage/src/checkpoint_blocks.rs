@@ -123,7 +123,6 @@ pub fn decode_block(value: &[u8], out: &mut BlockEntries) -> Result<(), StorageE
 }
 
 /// The checkpoints stored in blocks, in one keyspace.
-#[derive(Clone)]
 pub struct CheckpointBlocks {
     keyspace: Keyspace,
 }
