@@ -107,6 +107,7 @@ impl Rollup {
         namespace: &Arc<NamespaceEntry>,
         target: EventTime,
     ) -> Result<(u64, usize), ServiceError> {
+        let started = std::time::Instant::now();
         let store = Arc::clone(&self.store);
         let mut record = NamespaceRecord::clone(&namespace.record());
         let from = record.sealed_until;
@@ -138,7 +139,8 @@ impl Rollup {
             self.state
                 .counters
                 .release_sealed_tails(new_record.id, target);
-            info!(namespace = %new_record.name, num_events, num_checkpoints = checkpoints, sealed_until = %target, "rollup sealed window");
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            info!(namespace = %new_record.name, num_events, num_checkpoints = checkpoints, sealed_until = %target, elapsed_ms, "rollup sealed window");
         } else {
             debug!(namespace = %new_record.name, sealed_until = %target, "rollup sealed an empty window");
         }
