@@ -178,8 +178,8 @@ const TAIL_WINDOW: u64 = 256;
 /// The tail folds of a window of consecutive counter IDs, copied together. The folds lie in the
 /// order their counters first appear in the tail, so the fold of each counter that the load
 /// visits in ID order is a read from memory at random. Copied one at a time between the much
-/// longer work of decoding and inserting a counter, those reads wait one after another; copied
-/// in a tight loop, they do not depend on each other and the processor overlaps them.
+/// longer work of decoding and inserting a counter, those reads wait one after another. Copied
+/// in a tight loop, they do not depend on each other, so the processor overlaps them.
 struct TailWindow {
     first: CounterId,
     /// Last ID of the loading thread's range; no window reaches past it.

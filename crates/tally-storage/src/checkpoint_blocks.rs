@@ -148,12 +148,14 @@ impl CheckpointBlocks {
         Ok(find(&entries, offset_of(id)))
     }
 
-    /// Returns the checkpoints of the counters `first..=last`, in ID order.
+    /// Returns the checkpoints of the counters `first..=last`, in ID order, none when
+    /// `first > last`.
     pub fn range(&self, first: CounterId, last: CounterId) -> CheckpointRange {
+        let (first_block, last_block) = (block_of(first), block_of(last).max(block_of(first)));
         CheckpointRange {
             blocks: self
                 .keyspace
-                .range(block_key(block_of(first))..=block_key(block_of(last))),
+                .range(block_key(first_block)..=block_key(last_block)),
             first,
             last,
             block: 0,
@@ -368,6 +370,37 @@ mod tests {
                 "{name}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn range_reads_only_requested_ids() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let keyspace = db
+            .keyspace(KEYSPACE, fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let blocks = CheckpointBlocks::new(keyspace);
+        let written: Vec<(CounterId, Checkpoint)> = [3, 31, 32, 33, 95, 200]
+            .into_iter()
+            .map(|id| (id, checkpoint(i128::from(id), false, 1, id)))
+            .collect();
+        let mut batch = db.batch();
+        blocks.write(&mut batch, &written).unwrap();
+        batch.commit().unwrap();
+
+        let ids = |first, last| -> Vec<CounterId> {
+            blocks
+                .range(first, last)
+                .map(|item| item.unwrap().0)
+                .collect()
+        };
+        assert_eq!(ids(0, CounterId::MAX), [3, 31, 32, 33, 95, 200]);
+        assert_eq!(ids(4, 32), [31, 32]);
+        assert_eq!(ids(33, 199), [33, 95]);
+        assert_eq!(ids(96, 199), Vec::<CounterId>::new());
+        assert_eq!(ids(40, 10), Vec::<CounterId>::new());
+        assert_eq!(blocks.get(95).unwrap(), Some(written[4].1));
+        assert_eq!(blocks.get(94).unwrap(), None);
     }
 
     #[test]
