@@ -192,6 +192,10 @@ async fn type_info_and_scan_arguments() {
         ("0", 0),
         "-1 is the largest cursor"
     );
+    let from_zero: (String, Vec<String>) = query(&mut connection, &[b"SCAN", b"0"]).await.unwrap();
+    let from_empty: (String, Vec<String>) = query(&mut connection, &[b"SCAN", b""]).await.unwrap();
+    assert_eq!(from_empty, from_zero, "an empty cursor reads as 0");
+    assert_eq!(from_zero.1.len(), 2);
     let (_, names): (String, Vec<String>) = query(
         &mut connection,
         &[b"SCAN", b"0", b"MATCH", b"a", b"TYPE", b"STRING"],
@@ -202,6 +206,8 @@ async fn type_info_and_scan_arguments() {
     for (args, error) in [
         (&[&b"SCAN"[..], b"x"][..], "ERR invalid cursor"),
         (&[b"SCAN", b"--1"], "ERR invalid cursor"),
+        (&[b"SCAN", b"-"], "ERR invalid cursor"),
+        (&[b"SCAN", b" 1"], "ERR invalid cursor"),
         (&[b"SCAN", b"18446744073709551616"], "ERR invalid cursor"),
         (
             &[b"SELECT", b"x"],

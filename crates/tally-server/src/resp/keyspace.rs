@@ -62,9 +62,13 @@ fn scan_options(args: &[Vec<u8>]) -> Result<ScanOptions<'_>, Reply> {
 }
 
 /// Reads a cursor as redis-server 7.0.15 did in a side-by-side check: an optional sign, then
-/// decimal digits that fit in 64 bits. A negative cursor wraps around, so `-1` is the largest.
+/// decimal digits that fit in 64 bits, or nothing at all, which reads as 0. A negative cursor
+/// wraps around, so `-1` is the largest.
 fn parse_cursor(text: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(text).ok()?;
+    if text.is_empty() {
+        return Some(0);
+    }
     match text.strip_prefix('-') {
         Some(digits) if !digits.starts_with(['+', '-']) => {
             Some(digits.parse::<u64>().ok()?.wrapping_neg())
