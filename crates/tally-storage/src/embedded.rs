@@ -156,17 +156,31 @@ impl EmbeddedStore {
             self.db.persist(SYNCED)?;
             return Ok(());
         };
-        let unsupported = |found: String| StorageError::Corrupt {
-            keyspace: "meta".into(),
-            detail: format!(
-                "unsupported store format {found}, this tally reads format {FORMAT_VERSION} and converts format {CONVERTED_FORMAT_VERSION}"
-            ),
-        };
         match <[u8; 4]>::try_from(bytes.as_ref()).map(u32::from_be_bytes) {
             Ok(FORMAT_VERSION) => self.drop_format_3_checkpoints(),
             Ok(CONVERTED_FORMAT_VERSION) => self.convert_from_format_3(),
-            Ok(other) => Err(unsupported(other.to_string())),
-            Err(_) => Err(unsupported(format!("{bytes:?}"))),
+            Ok(found) => Err(self.unsupported_format(found)),
+            Err(_) => Err(StorageError::Corrupt {
+                keyspace: "meta".into(),
+                detail: format!("store format {bytes:?} is not a 4-byte number"),
+            }),
+        }
+    }
+
+    fn unsupported_format(&self, found: u32) -> StorageError {
+        let advice = if found > FORMAT_VERSION {
+            "a newer tally wrote this directory, so run that version on it, or start this one on \
+             an empty data directory"
+        } else {
+            "an older tally wrote this directory, so keep running that version on it, or start \
+             this one on an empty data directory"
+        };
+        StorageError::UnsupportedFormat {
+            path: self.path.display().to_string(),
+            found,
+            supported: FORMAT_VERSION,
+            converts: CONVERTED_FORMAT_VERSION,
+            advice,
         }
     }
 

@@ -24,6 +24,18 @@ pub enum StorageError {
     /// Stored bytes that do not decode: the store is damaged or from an incompatible version.
     #[error("corrupt record in {keyspace}: {detail}")]
     Corrupt { keyspace: String, detail: String },
+
+    /// The data directory holds a store format that this build neither reads nor converts.
+    #[error(
+        "unsupported store format {found} in {path}: this tally reads format {supported} and converts format {converts}; {advice}"
+    )]
+    UnsupportedFormat {
+        path: String,
+        found: u32,
+        supported: u32,
+        converts: u32,
+        advice: &'static str,
+    },
 }
 
 impl StorageError {

@@ -1254,11 +1254,11 @@ fn embedded_fault_fails_whole_append() {
 }
 
 #[test]
-fn store_of_older_format_is_rejected() {
-    for format in [1u32, 2] {
+fn store_of_other_format_is_rejected() {
+    for format in [1u32, 2, 5] {
         let dir = TempDir::new().unwrap();
         {
-            // A directory as a tally with an older store format leaves it.
+            // A directory as a tally with another store format leaves it.
             let db = fjall::Database::builder(dir.path()).open().unwrap();
             let meta = db
                 .keyspace("meta", fjall::KeyspaceCreateOptions::default)
@@ -1270,12 +1270,19 @@ fn store_of_older_format_is_rejected() {
         let result = EmbeddedStore::open(dir.path(), Durability::Sync);
 
         match result {
-            Err(StorageError::Corrupt { keyspace, detail }) => {
-                assert_eq!(keyspace, "meta");
+            Err(error @ StorageError::UnsupportedFormat { found, .. }) => {
+                assert_eq!(found, format);
+                let message = error.to_string();
+                let expected = if format > 4 {
+                    "a newer tally"
+                } else {
+                    "an older tally"
+                };
                 assert!(
-                    detail.contains(&format!("unsupported store format {format},")),
-                    "{detail}"
+                    message.starts_with(&format!("unsupported store format {format} in ")),
+                    "{message}"
                 );
+                assert!(message.contains(expected), "{message}");
             }
             Err(other) => panic!("expected a format error, got {other:?}"),
             Ok(_) => panic!("a store of format {format} was opened"),
