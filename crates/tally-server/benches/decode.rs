@@ -51,9 +51,10 @@ fn http_bodies(c: &mut Criterion) {
 fn parse_all(buffer: &[u8]) -> usize {
     let mut position = 0;
     let mut count = 0;
+    let mut arguments = Vec::new();
     while position < buffer.len() {
-        match frame::parse(&buffer[position..]) {
-            Ok(Parsed::Command { consumed, .. }) => {
+        match frame::parse(&buffer[position..], &mut arguments) {
+            Ok(Parsed::Command { consumed }) => {
                 position += consumed;
                 count += 1;
             }
@@ -71,7 +72,8 @@ fn resp_frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("resp_frame");
     group.throughput(Throughput::Elements(1));
     group.bench_function("incrby", |b| {
-        b.iter(|| frame::parse(black_box(INCRBY)));
+        let mut arguments = Vec::new();
+        b.iter(|| frame::parse(black_box(INCRBY), &mut arguments).map(|_| arguments.len()));
     });
     group.throughput(Throughput::Elements(PIPELINE_COMMANDS as u64));
     group.bench_with_input(

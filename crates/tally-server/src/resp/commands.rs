@@ -82,8 +82,8 @@ fn delta_of(argument: &[u8]) -> Result<i64, Command> {
 }
 
 /// Reads `token [generation_time]` of the `TALLY.*` commands.
-fn token_of(arguments: &[Vec<u8>]) -> Result<Option<TokenInput>, Command> {
-    let token = text(&arguments[0]).map_err(Command::Invalid)?;
+fn token_of(arguments: &[&[u8]]) -> Result<Option<TokenInput>, Command> {
+    let token = text(arguments[0]).map_err(Command::Invalid)?;
     let generation_time = match arguments.get(1) {
         Some(time) => Some(text(time).map_err(Command::Invalid)?),
         None => None,
@@ -95,28 +95,28 @@ fn token_of(arguments: &[Vec<u8>]) -> Result<Option<TokenInput>, Command> {
 }
 
 /// Turns the arguments of one request into a [`Command`].
-pub fn parse(arguments: Vec<Vec<u8>>) -> Command {
+pub fn parse(arguments: &[&[u8]]) -> Command {
     let mut buffer = [0u8; 16];
-    let name = upper_case(&arguments[0], &mut buffer);
+    let name = upper_case(arguments[0], &mut buffer);
     let args = &arguments[1..];
     let built = match (name.as_ref(), args.len()) {
         ("INCR", 1) => Ok(change(
-            &args[0],
+            args[0],
             EventKind::Add { delta: 1 },
             None,
             ChangeReply::Value,
         )),
         ("DECR", 1) => Ok(change(
-            &args[0],
+            args[0],
             EventKind::Add { delta: -1 },
             None,
             ChangeReply::Value,
         )),
-        ("INCRBY", 2) => delta_of(&args[1])
-            .map(|delta| change(&args[0], EventKind::Add { delta }, None, ChangeReply::Value)),
-        ("DECRBY", 2) => delta_of(&args[1]).and_then(|delta| match delta.checked_neg() {
+        ("INCRBY", 2) => delta_of(args[1])
+            .map(|delta| change(args[0], EventKind::Add { delta }, None, ChangeReply::Value)),
+        ("DECRBY", 2) => delta_of(args[1]).and_then(|delta| match delta.checked_neg() {
             Some(negated) => Ok(change(
-                &args[0],
+                args[0],
                 EventKind::Add { delta: negated },
                 None,
                 ChangeReply::Value,
@@ -125,27 +125,29 @@ pub fn parse(arguments: Vec<Vec<u8>>) -> Command {
                 "ERR decrement would overflow",
             ))),
         }),
-        ("TALLY.ADD" | "TALLY.ADDGET", 3 | 4) => delta_of(&args[1]).and_then(|delta| {
+        ("TALLY.ADD" | "TALLY.ADDGET", 3 | 4) => delta_of(args[1]).and_then(|delta| {
             let reply_with = if name.as_ref() == "TALLY.ADD" {
                 ChangeReply::EventId
             } else {
                 ChangeReply::Value
             };
             Ok(change(
-                &args[0],
+                args[0],
                 EventKind::Add { delta },
                 token_of(&args[2..])?,
                 reply_with,
             ))
         }),
         ("TALLY.CLEAR", 2 | 3) => token_of(&args[1..])
-            .map(|token| change(&args[0], EventKind::Clear, token, ChangeReply::EventId)),
+            .map(|token| change(args[0], EventKind::Clear, token, ChangeReply::EventId)),
         (
             "INCR" | "DECR" | "INCRBY" | "DECRBY" | "TALLY.ADD" | "TALLY.ADDGET" | "TALLY.CLEAR",
             _,
         ) => Err(wrong_arity(&name)),
         ("QUIT", _) => Ok(Command::Quit),
-        _ => Ok(Command::Other(arguments)),
+        _ => Ok(Command::Other(
+            arguments.iter().map(|argument| argument.to_vec()).collect(),
+        )),
     };
     built.unwrap_or_else(|command| command)
 }
@@ -350,7 +352,7 @@ mod tests {
 
     #[test]
     fn lower_case_incr_is_a_change() {
-        let command = parse(vec![b"incr".to_vec(), b"visits".to_vec()]);
+        let command = parse(&[b"incr", b"visits"]);
 
         match command {
             Command::Change { change, .. } => {

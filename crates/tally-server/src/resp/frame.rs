@@ -20,11 +20,9 @@ pub struct ProtocolError(pub String);
 /// Result of one parse attempt on the buffered bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
-    /// A whole command and how many bytes it used. An empty command (`*0`) has no arguments.
-    Command {
-        arguments: Vec<Vec<u8>>,
-        consumed: usize,
-    },
+    /// A whole command, whose arguments [`parse`] left in its `arguments`, and how many bytes
+    /// it used. An empty command (`*0`) has no arguments.
+    Command { consumed: usize },
     /// More bytes are needed.
     Incomplete,
 }
@@ -49,16 +47,22 @@ fn parse_length(text: &[u8]) -> Option<i64> {
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 
-/// Parses one command from the front of `buffer`.
-pub fn parse(buffer: &[u8]) -> Result<Parsed, ProtocolError> {
+/// Parses one command from the front of `buffer` and replaces the contents of `arguments` with
+/// its arguments, which borrow from `buffer` instead of being copied. After a result other
+/// than [`Parsed::Command`], `arguments` holds nothing of use.
+pub fn parse<'a>(buffer: &'a [u8], arguments: &mut Vec<&'a [u8]>) -> Result<Parsed, ProtocolError> {
+    arguments.clear();
     match buffer.first() {
         None => Ok(Parsed::Incomplete),
-        Some(b'*') => parse_array(buffer),
-        Some(_) => parse_inline(buffer),
+        Some(b'*') => parse_array(buffer, arguments),
+        Some(_) => parse_inline(buffer, arguments),
     }
 }
 
-fn parse_array(buffer: &[u8]) -> Result<Parsed, ProtocolError> {
+fn parse_array<'a>(
+    buffer: &'a [u8],
+    arguments: &mut Vec<&'a [u8]>,
+) -> Result<Parsed, ProtocolError> {
     let Some((header, mut position)) = line_at(buffer, 0, 32)? else {
         return Ok(Parsed::Incomplete);
     };
@@ -67,13 +71,10 @@ fn parse_array(buffer: &[u8]) -> Result<Parsed, ProtocolError> {
         _ => return Err(ProtocolError("invalid multibulk length".into())),
     };
     if count <= 0 {
-        return Ok(Parsed::Command {
-            arguments: Vec::new(),
-            consumed: position,
-        });
+        return Ok(Parsed::Command { consumed: position });
     }
 
-    let mut arguments = Vec::with_capacity(count as usize);
+    arguments.reserve(count as usize);
     for _ in 0..count {
         let Some((header, after_header)) = line_at(buffer, position, 32)? else {
             return Ok(Parsed::Incomplete);
@@ -96,16 +97,16 @@ fn parse_array(buffer: &[u8]) -> Result<Parsed, ProtocolError> {
         if &buffer[end..end + 2] != b"\r\n" {
             return Err(ProtocolError("bulk string is not followed by CRLF".into()));
         }
-        arguments.push(buffer[after_header..end].to_vec());
+        arguments.push(&buffer[after_header..end]);
         position = end + 2;
     }
-    Ok(Parsed::Command {
-        arguments,
-        consumed: position,
-    })
+    Ok(Parsed::Command { consumed: position })
 }
 
-fn parse_inline(buffer: &[u8]) -> Result<Parsed, ProtocolError> {
+fn parse_inline<'a>(
+    buffer: &'a [u8],
+    arguments: &mut Vec<&'a [u8]>,
+) -> Result<Parsed, ProtocolError> {
     let Some(newline) = buffer.iter().position(|byte| *byte == b'\n') else {
         if buffer.len() > MAX_INLINE_BYTES {
             return Err(ProtocolError("too big inline request".into()));
@@ -115,26 +116,45 @@ fn parse_inline(buffer: &[u8]) -> Result<Parsed, ProtocolError> {
     let line = buffer[..newline]
         .strip_suffix(b"\r")
         .unwrap_or(&buffer[..newline]);
-    let arguments: Vec<Vec<u8>> = line
-        .split(|byte| *byte == b' ' || *byte == b'\t')
-        .filter(|word| !word.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
+    arguments.extend(
+        line.split(|byte| *byte == b' ' || *byte == b'\t')
+            .filter(|word| !word.is_empty()),
+    );
     if arguments.len() > MAX_ARGUMENTS {
         return Err(ProtocolError("invalid multibulk length".into()));
     }
     Ok(Parsed::Command {
-        arguments,
         consumed: newline + 1,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::ProtocolError;
 
-    fn command(arguments: &[&str], consumed: usize) -> Parsed {
-        Parsed::Command {
+    /// A parse result that owns its arguments, for comparing.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Owned {
+        Command {
+            arguments: Vec<Vec<u8>>,
+            consumed: usize,
+        },
+        Incomplete,
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Owned, ProtocolError> {
+        let mut arguments = vec![&b"left over"[..]];
+        Ok(match super::parse(bytes, &mut arguments)? {
+            super::Parsed::Command { consumed } => Owned::Command {
+                arguments: arguments.iter().map(|argument| argument.to_vec()).collect(),
+                consumed,
+            },
+            super::Parsed::Incomplete => Owned::Incomplete,
+        })
+    }
+
+    fn command(arguments: &[&str], consumed: usize) -> Owned {
+        Owned::Command {
             arguments: arguments.iter().map(|a| a.as_bytes().to_vec()).collect(),
             consumed,
         }
@@ -152,7 +172,7 @@ mod tests {
         for end in 0..bytes.len() {
             assert_eq!(
                 parse(&bytes[..end]),
-                Ok(Parsed::Incomplete),
+                Ok(Owned::Incomplete),
                 "prefix of {end} bytes"
             );
         }
@@ -180,6 +200,6 @@ mod tests {
             parse(b"INCRBY c  5\r\n"),
             Ok(command(&["INCRBY", "c", "5"], 13))
         );
-        assert_eq!(parse(b"PING"), Ok(Parsed::Incomplete));
+        assert_eq!(parse(b"PING"), Ok(Owned::Incomplete));
     }
 }

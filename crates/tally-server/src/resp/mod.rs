@@ -197,16 +197,15 @@ impl Connection {
         self.buffer.extend_from_slice(input);
         let mut consumed_total = 0;
         let mut protocol_error = None;
+        // Arguments borrow from the buffer, so a change copies only its counter name.
+        let mut arguments = Vec::new();
         loop {
-            match frame::parse(&self.buffer[consumed_total..]) {
+            match frame::parse(&self.buffer[consumed_total..], &mut arguments) {
                 Ok(Parsed::Incomplete) => break,
-                Ok(Parsed::Command {
-                    arguments,
-                    consumed,
-                }) => {
+                Ok(Parsed::Command { consumed }) => {
                     consumed_total += consumed;
                     if !arguments.is_empty() {
-                        self.parsed_commands.push(commands::parse(arguments));
+                        self.parsed_commands.push(commands::parse(&arguments));
                     }
                 }
                 Err(error) => {
