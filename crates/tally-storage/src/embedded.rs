@@ -95,8 +95,8 @@ pub struct EmbeddedStore {
     /// Counters by ID, in runs created by one group commit, for a start.
     counter_runs: Keyspace,
     checkpoints: CheckpointBlocks,
-    /// Held while a rollup reads and rewrites checkpoint blocks, which counters of several
-    /// namespaces share.
+    /// Lock that a rollup holds while it reads and rewrites checkpoint blocks, because counters
+    /// of several namespaces share a block.
     checkpoint_writes: Mutex<()>,
     tokens: Keyspace,
     /// Open bucket keyspaces by namespace and bucket start.
@@ -185,9 +185,9 @@ impl EmbeddedStore {
     }
 
     /// Converts a format 3 store: copies its checkpoints into blocks, records format 4 and then
-    /// drops the old keyspace. A conversion cut short starts over at the next open, since the
-    /// format stays 3 and the old checkpoints stay until the new ones are written; it writes the
-    /// same blocks again.
+    /// drops the old keyspace. A conversion cut short starts over at the next open and writes
+    /// the same blocks again, because the format stays 3 and the old checkpoints stay until the
+    /// new ones are written.
     fn convert_from_format_3(&self) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
         info!(path = %self.path.display(), "converting the store from format 3 to format {FORMAT_VERSION}");
@@ -232,8 +232,8 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Drops the checkpoints of format 3 that a conversion cut short after it recorded format 4
-    /// left behind.
+    /// Drops the format 3 checkpoints that remain when a conversion stopped after it recorded
+    /// format 4.
     fn drop_format_3_checkpoints(&self) -> Result<(), StorageError> {
         if self.db.keyspace_exists(FORMAT_3_CHECKPOINTS) {
             let old = self
