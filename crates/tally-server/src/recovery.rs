@@ -558,10 +558,26 @@ mod tests {
         (store, std::collections::HashMap::from([(1, record)]))
     }
 
+    /// Appends events of counters that the store already counts up to `last_counter_id`.
+    fn append_tail(
+        store: &tally_storage::MemoryStore,
+        events: Vec<(NamespaceId, StoredEvent)>,
+        last_event_id: u64,
+        last_counter_id: CounterId,
+    ) {
+        let batch = tally_storage::AppendBatch {
+            events,
+            new_counters: Vec::new(),
+            last_event_id,
+            last_counter_id,
+        };
+        store.append(&batch).unwrap();
+    }
+
     #[test]
     fn tail_folded_in_parts_equals_tail_folded_whole() {
         use tally_core::{EventKey, EventKind};
-        use tally_storage::{AppendBatch, StoredEvent};
+        use tally_storage::StoredEvent;
 
         let (store, namespaces) = store_with_default_namespace();
         // Events of five counters spread over 10 s to 20 s, with a clear every seventh event;
@@ -588,14 +604,7 @@ mod tests {
                 (1, event)
             })
             .collect();
-        store
-            .append(&AppendBatch {
-                events,
-                new_counters: Vec::new(),
-                last_event_id: 1_000,
-                last_counter_id: 5,
-            })
-            .unwrap();
+        append_tail(&store, events, 1_000, 5);
 
         let (whole, num_whole) = fold_tails(&store, &namespaces, 5, 1).unwrap();
         assert_eq!(num_whole, 300);
@@ -626,7 +635,7 @@ mod tests {
     #[test]
     fn tail_of_several_batches_folds_in_key_order() {
         use tally_core::{EventKey, EventKind};
-        use tally_storage::{AppendBatch, StoredEvent};
+        use tally_storage::StoredEvent;
 
         let (store, namespaces) = store_with_default_namespace();
         let num_events = FOLD_BATCH as u64 * 5 + 17;
@@ -649,14 +658,8 @@ mod tests {
                 token: None,
             })
             .collect();
-        store
-            .append(&AppendBatch {
-                events: events.iter().map(|event| (1, event.clone())).collect(),
-                new_counters: Vec::new(),
-                last_event_id: num_events * 2,
-                last_counter_id: 11,
-            })
-            .unwrap();
+        let in_default = events.iter().map(|event| (1, event.clone())).collect();
+        append_tail(&store, in_default, num_events * 2, 11);
 
         let mut in_key_order = events.clone();
         in_key_order.sort_by_key(|event| event.key);
@@ -695,7 +698,7 @@ mod tests {
     #[test]
     fn tail_window_returns_each_counters_fold() {
         use tally_core::{EventKey, EventKind};
-        use tally_storage::{AppendBatch, StoredEvent};
+        use tally_storage::StoredEvent;
 
         let (store, namespaces) = store_with_default_namespace();
         // One event for every third counter up to 2,000, each with its own delta.
@@ -714,14 +717,7 @@ mod tests {
                 (1, event)
             })
             .collect();
-        store
-            .append(&AppendBatch {
-                events,
-                new_counters: Vec::new(),
-                last_event_id: 2_000,
-                last_counter_id: 2_000,
-            })
-            .unwrap();
+        append_tail(&store, events, 2_000, 2_000);
         let (tails, _) = fold_tails(&store, &namespaces, 2_000, 2).unwrap();
 
         // Visits with gaps shorter and longer than a window, up to the range's last ID.
