@@ -20,8 +20,8 @@ pub struct ProtocolError(pub String);
 /// Result of one parse attempt on the buffered bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
-    /// A whole command, whose arguments [`parse`] left in its `arguments`, and how many bytes
-    /// it used. An empty command (`*0`) has no arguments.
+    /// A whole command and how many bytes it used. [`parse`] put its arguments in the vector
+    /// it was given. An empty command (`*0`) has no arguments.
     Command { consumed: usize },
     /// More bytes are needed.
     Incomplete,
@@ -49,7 +49,7 @@ fn parse_length(text: &[u8]) -> Option<i64> {
 
 /// Parses one command from the front of `buffer` and replaces the contents of `arguments` with
 /// its arguments, which borrow from `buffer` instead of being copied. After a result other
-/// than [`Parsed::Command`], `arguments` holds nothing of use.
+/// than [`Parsed::Command`], the contents of `arguments` are meaningless.
 pub fn parse<'a>(buffer: &'a [u8], arguments: &mut Vec<&'a [u8]>) -> Result<Parsed, ProtocolError> {
     arguments.clear();
     match buffer.first() {
