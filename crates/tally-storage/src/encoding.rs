@@ -182,7 +182,7 @@ const EVENT_FLAG_TOKEN: u8 = 0x80;
 /// Encodes the events of one slice, all with times at or after `slice_start` and IDs at or
 /// after `first_id`. Each event starts with its time after the slice start (µs) and its ID after
 /// `first_id`, both as LEB128 varints. The counter ID (varint) and a tag byte follow, where the
-/// tag is the kind plus [`EVENT_FLAG_TOKEN`] when a client token follows. Last come the delta
+/// tag is the kind plus `EVENT_FLAG_TOKEN` when a client token follows. Last come the delta
 /// of an add (zigzag varint) and the token (varint length, UTF-8).
 pub fn slice_record_value(
     slice_start: EventTime,

@@ -3,7 +3,7 @@
 //! A single node keeps every counter it has ever written in this table, so its size per counter
 //! decides how many counters fit in memory. A counter takes one 32-byte slot in a hash table
 //! plus its name in an append-only arena. The keys of its latest events, needed only to place
-//! an event that arrives out of time order, are kept in a slab ([`tail_slab`]) that the slot
+//! an event that arrives out of time order, are kept in a slab (`tail_slab`) that the slot
 //! refers to while the counter has events in the unsealed tail, and dropped once a rollup seals
 //! them.
 //!
@@ -91,7 +91,7 @@ impl CounterTable {
         read(&self.shards[shard_index]).get_located(shard_index, hash, namespace_id, name)
     }
 
-    /// Looks up many counters as [`Self::get_located`] does, in order. It takes each shard's
+    /// Looks up many counters as `Self::get_located` does, in order. It takes each shard's
     /// lock once for all of its counters, so the lookups' reads from memory can overlap instead
     /// of each waiting behind a lock operation.
     pub fn get_many_located(

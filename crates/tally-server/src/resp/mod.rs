@@ -6,7 +6,7 @@
 //! returns the incremented value.
 //!
 //! When the server stops, each connection replies to the commands its client has already sent
-//! (see [`crate::server::STOP_QUIET`]) and then closes its side, so a client sees end-of-stream
+//! (see `crate::server::STOP_QUIET`) and then closes its side, so a client sees end-of-stream
 //! after its last reply rather than a reset.
 
 mod commands;
@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Accepts connections until `stop` turns true, then waits for every connection to reply to the
-/// commands it has already received (up to [`STOP_GRACE`]) and returns.
+/// commands it has already received (up to `STOP_GRACE`) and returns.
 pub async fn serve(
     listener: TcpListener,
     service: Service,
