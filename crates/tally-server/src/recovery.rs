@@ -182,7 +182,7 @@ const TAIL_WINDOW: u64 = 256;
 /// in a tight loop, they do not depend on each other, so the processor overlaps them.
 struct TailWindow {
     first: CounterId,
-    /// Last ID of the loading thread's range; no window reaches past it.
+    /// Last ID of the loading thread's range. No window reaches past it.
     last: CounterId,
     folds: Vec<TailFold>,
 }

@@ -27,7 +27,7 @@ const BLOCK_BITS: u32 = 5;
 
 /// Counters per block. 32 keeps the rewrite of a full block for one changed counter near 200
 /// bytes.
-pub const BLOCK_LEN: u64 = 1 << BLOCK_BITS;
+const BLOCK_LEN: u64 = 1 << BLOCK_BITS;
 
 /// A write reads the requested blocks that lie at most this many blocks apart in one range scan.
 const MAX_BLOCK_GAP_IN_SCAN: u64 = 2;
@@ -56,7 +56,7 @@ fn block_key(block: u64) -> [u8; 8] {
 }
 
 /// Encodes a block's checkpoints, given in increasing offset.
-pub fn encode_block(entries: &[(u8, Checkpoint)]) -> Vec<u8> {
+fn encode_block(entries: &[(u8, Checkpoint)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 12);
     let (mut sealed_before, mut event_before) = (0i64, 0u64);
     for (offset, checkpoint) in entries {
@@ -84,7 +84,7 @@ pub fn encode_block(entries: &[(u8, Checkpoint)]) -> Vec<u8> {
 }
 
 /// Decodes a block written by [`encode_block`] into `out`, replacing its contents.
-pub fn decode_block(value: &[u8], out: &mut BlockEntries) -> Result<(), StorageError> {
+fn decode_block(value: &[u8], out: &mut BlockEntries) -> Result<(), StorageError> {
     out.clear();
     let mut reader = Reader::new(KEYSPACE, value);
     let (mut sealed_until, mut last_event_id) = (0i64, 0u64);
@@ -165,9 +165,13 @@ impl CheckpointBlocks {
         }
     }
 
-    /// Adds to `batch` the blocks that hold `checkpoints`, given in increasing ID order, each
+    /// Adds to `batch` the blocks that contain `checkpoints`, given in increasing ID order, each
     /// with the block's other stored checkpoints kept. The caller keeps other writers of these
     /// blocks out until the batch is committed.
+    ///
+    /// NOTE: a rollup has just read the same blocks through `read_checkpoints`, so each block
+    /// is read twice per rollup. Merging the two reads would need a store call that computes
+    /// the new checkpoints itself.
     pub fn write(
         &self,
         batch: &mut OwnedWriteBatch,
@@ -256,7 +260,7 @@ pub struct CheckpointRange {
 }
 
 impl CheckpointRange {
-    /// Decodes the next block into `entries`; returns false after the last one.
+    /// Decodes the next block into `entries`, and returns false after the last one.
     fn next_block(&mut self) -> Result<bool, StorageError> {
         let Some(item) = self.blocks.next() else {
             return Ok(false);
@@ -328,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn one_rollup_block_is_compact() {
+    fn rollup_block_is_compact() {
         let entries: Vec<(u8, Checkpoint)> = (0..32)
             .map(|offset| {
                 let sum = i128::from(offset) * 3;

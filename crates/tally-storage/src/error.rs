@@ -25,7 +25,7 @@ pub enum StorageError {
     #[error("corrupt record in {keyspace}: {detail}")]
     Corrupt { keyspace: String, detail: String },
 
-    /// The data directory holds a store format that this build neither reads nor converts.
+    /// The data directory contains a store format that this build neither reads nor converts.
     #[error(
         "unsupported store format {found} in {path}: this tally reads format {supported} and converts format {converts}; {advice}"
     )]

@@ -622,12 +622,12 @@ mod cases {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let wanted: Vec<Option<Checkpoint>> = requested
+        let expected_reads: Vec<Option<Checkpoint>> = requested
             .iter()
             .map(|id| expected.get(id).copied())
             .collect();
-        assert_eq!(store.read_checkpoints(&requested).unwrap(), wanted);
-        for (id, checkpoint) in requested.iter().zip(&wanted) {
+        assert_eq!(store.read_checkpoints(&requested).unwrap(), expected_reads);
+        for (id, checkpoint) in requested.iter().zip(&expected_reads) {
             assert_eq!(
                 store.read_checkpoint(*id).unwrap(),
                 *checkpoint,
@@ -1253,21 +1253,35 @@ fn embedded_fault_fails_whole_append() {
     assert_eq!(keys(&scan_all(&store, 1)).len(), 3);
 }
 
+/// Writes `format` as the recorded store format of an empty directory, as a tally with another
+/// store format leaves it, and opens the directory.
+fn open_with_format(dir: &Path, format: &[u8]) -> Result<EmbeddedStore, StorageError> {
+    {
+        let db = fjall::Database::builder(dir).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert(b"format", format).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    EmbeddedStore::open(dir, Durability::Sync)
+}
+
+/// Returns the store format recorded in `dir`, read with fjall directly.
+fn recorded_format(dir: &Path) -> Vec<u8> {
+    let db = fjall::Database::builder(dir).open().unwrap();
+    let meta = db
+        .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    meta.get(b"format").unwrap().unwrap().to_vec()
+}
+
 #[test]
 fn store_of_other_format_is_rejected() {
     for format in [1u32, 2, 5] {
         let dir = TempDir::new().unwrap();
-        {
-            // A directory as a tally with another store format leaves it.
-            let db = fjall::Database::builder(dir.path()).open().unwrap();
-            let meta = db
-                .keyspace("meta", fjall::KeyspaceCreateOptions::default)
-                .unwrap();
-            meta.insert(b"format", format.to_be_bytes()).unwrap();
-            db.persist(fjall::PersistMode::SyncAll).unwrap();
-        }
 
-        let result = EmbeddedStore::open(dir.path(), Durability::Sync);
+        let result = open_with_format(dir.path(), &format.to_be_bytes());
 
         match result {
             Err(error @ StorageError::UnsupportedFormat { found, .. }) => {
@@ -1287,5 +1301,23 @@ fn store_of_other_format_is_rejected() {
             Err(other) => panic!("expected a format error, got {other:?}"),
             Ok(_) => panic!("a store of format {format} was opened"),
         }
+        assert_eq!(recorded_format(dir.path()), format.to_be_bytes());
     }
+}
+
+#[test]
+fn damaged_format_record_is_corrupt() {
+    let dir = TempDir::new().unwrap();
+
+    let result = open_with_format(dir.path(), &[0, 4]);
+
+    match result {
+        Err(StorageError::Corrupt { keyspace, detail }) => {
+            assert_eq!(keyspace, "meta");
+            assert!(detail.contains("is not a 4-byte number"), "{detail}");
+        }
+        Err(other) => panic!("expected a corrupt format record, got {other:?}"),
+        Ok(_) => panic!("a store with a 2-byte format record was opened"),
+    }
+    assert_eq!(recorded_format(dir.path()), [0, 4]);
 }

@@ -99,7 +99,7 @@ fn format_and_old_keyspace(path: &Path) -> (u32, bool) {
 #[test]
 fn converted_store_keeps_every_checkpoint() {
     let dir = TempDir::new().unwrap();
-    // More checkpoints than one conversion batch holds, with gaps of several blocks.
+    // More checkpoints than one conversion batch takes, with gaps of several blocks.
     let written = format_3_store(dir.path(), 260_000, |id| id % 97 > 10);
     assert!(written.len() > 200_000);
     assert_eq!(format_and_old_keyspace(dir.path()), (3, true));
