@@ -8,7 +8,7 @@
 //! - [`counters`]: the compact table of durable counters inside that state.
 //! - [`http`]: the HTTP/JSON front end (axum), with its OpenAPI document.
 //! - [`grpc`]: the gRPC front end (tonic), package `tally.v1`.
-//! - [`resp`]: the Redis protocol (RESP2) front end.
+//! - [`resp`]: the Redis protocol front end (RESP2 and RESP3).
 //! - [`server`]: [`server::ServerConfig`] and [`server::run`], which tie it all together.
 //! - [`error`]: [`ServiceError`], shared by every front end.
 //! - [`clock`]: the source of "now".

@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TALLY_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
 
-    /// Address of the Redis protocol (RESP2) front end; port 0 picks a free port
+    /// Address of the Redis protocol front end (RESP2, and RESP3 after `HELLO 3`); port 0 picks a free port
     /// [default: 127.0.0.1:6380]
     #[arg(long, env = "TALLY_RESP_LISTEN")]
     resp_listen: Option<SocketAddr>,

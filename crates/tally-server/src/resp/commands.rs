@@ -3,7 +3,7 @@
 //! A key is a counter name in the connection's namespace: `default`, or the one chosen with
 //! `TALLY.NAMESPACE name`. Keys are used as they are, so `user:42:views` is one counter name.
 
-use super::reply::{self, NOT_AN_INTEGER, Reply};
+use super::reply::{self, NOT_AN_INTEGER, Protocol, Reply};
 use super::{info, keyspace};
 use crate::Service;
 use crate::service::{BatchChange, TokenInput};
@@ -155,6 +155,11 @@ pub fn parse(arguments: &[&[u8]]) -> Command {
 /// Per-connection state.
 pub struct Session {
     pub namespace: String,
+    pub protocol: Protocol,
+    /// The connection's ID, as `HELLO` and `CLIENT ID` report it.
+    pub client_id: u64,
+    /// The name set with `CLIENT SETNAME` or `HELLO ... SETNAME`.
+    pub client_name: Option<Vec<u8>>,
 }
 
 /// Executes a command that is not a change.
@@ -169,7 +174,7 @@ pub async fn execute_other(
     match (name.as_ref(), args.len()) {
         ("PING", 0) => Reply::Simple("PONG"),
         ("PING", 1) | ("ECHO", 1) => Reply::Bulk(args[0].clone()),
-        ("HELLO", _) => hello(args),
+        ("HELLO", _) => hello(session, args),
         ("GET", 1) => get(service, session, &args[0]),
         ("MGET", n) if n >= 1 => {
             Reply::Array(args.iter().map(|key| get(service, session, key)).collect())
@@ -188,7 +193,7 @@ pub async fn execute_other(
         ("SCAN", n) if n >= 1 => keyspace::scan(service, session, args).await,
         ("KEYS", 1) => keyspace::keys(service, session, &args[0]).await,
         ("INFO", _) => info::info(service, session, args),
-        ("CLIENT", n) if n >= 1 => Reply::Simple("OK"),
+        ("CLIENT", n) if n >= 1 => client(session, args),
         ("TALLY.NAMESPACE", 1) => match text(&args[0]) {
             Ok(namespace) => match service.get_namespace(&namespace) {
                 Ok(_) => {
@@ -232,27 +237,93 @@ fn unknown_command(arguments: &[Vec<u8>]) -> Reply {
     ))
 }
 
-fn hello(args: &[Vec<u8>]) -> Reply {
-    if let Some(version) = args.first()
-        && version.as_slice() != b"2"
-    {
-        // Only RESP2 is spoken; clients fall back to it on this error.
-        return Reply::error("NOPROTO sorry, this protocol version is not supported");
+/// Executes `HELLO [protover [AUTH username password] [SETNAME clientname]]`, which switches
+/// the connection to RESP2 or RESP3. Tally has no users, so `AUTH` accepts any credentials, as
+/// a Redis server without passwords does.
+fn hello(session: &mut Session, args: &[Vec<u8>]) -> Reply {
+    let protocol = match args.first().map(|version| parse_delta(version)) {
+        None => session.protocol,
+        Some(Ok(2)) => Protocol::Resp2,
+        Some(Ok(3)) => Protocol::Resp3,
+        Some(Ok(_)) => return Reply::error("NOPROTO unsupported protocol version"),
+        Some(Err(_)) => {
+            return Reply::error("ERR Protocol version is not an integer or out of range");
+        }
+    };
+    let mut client_name = None;
+    let mut position = 1;
+    while let Some(option) = args.get(position) {
+        let num_values = args.len() - position - 1;
+        if option.eq_ignore_ascii_case(b"AUTH") && num_values >= 2 {
+            position += 3;
+        } else if option.eq_ignore_ascii_case(b"SETNAME") && num_values >= 1 {
+            client_name = Some(&args[position + 1]);
+            position += 2;
+        } else {
+            return Reply::error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(option)
+            ));
+        }
     }
-    Reply::Array(vec![
-        Reply::bulk("server"),
-        Reply::bulk("tally"),
-        Reply::bulk("version"),
-        Reply::bulk(env!("CARGO_PKG_VERSION")),
-        Reply::bulk("proto"),
-        Reply::Integer(2),
-        Reply::bulk("mode"),
-        Reply::bulk("standalone"),
-        Reply::bulk("role"),
-        Reply::bulk("master"),
-        Reply::bulk("modules"),
-        Reply::Array(Vec::new()),
+    if let Some(name) = client_name
+        && let Err(reply) = set_client_name(session, name)
+    {
+        return reply;
+    }
+
+    session.protocol = protocol;
+    Reply::Map(vec![
+        (Reply::bulk("server"), Reply::bulk("tally")),
+        (
+            Reply::bulk("version"),
+            Reply::bulk(env!("CARGO_PKG_VERSION")),
+        ),
+        (Reply::bulk("proto"), Reply::Integer(protocol.number())),
+        (Reply::bulk("id"), client_id(session)),
+        (Reply::bulk("mode"), Reply::bulk("standalone")),
+        (Reply::bulk("role"), Reply::bulk("master")),
+        (Reply::bulk("modules"), Reply::Array(Vec::new())),
     ])
+}
+
+/// Executes `CLIENT ID`, `CLIENT SETNAME` and `CLIENT GETNAME`. Other subcommands reply OK and
+/// change nothing, which is enough for the clients that send them when they connect.
+fn client(session: &mut Session, args: &[Vec<u8>]) -> Reply {
+    let mut buffer = [0u8; 16];
+    let subcommand = upper_case(&args[0], &mut buffer);
+    match (subcommand.as_ref(), args.len()) {
+        ("ID", 1) => client_id(session),
+        ("GETNAME", 1) => match &session.client_name {
+            Some(name) => Reply::Bulk(name.clone()),
+            None => Reply::Nil,
+        },
+        ("SETNAME", 2) => match set_client_name(session, &args[1]) {
+            Ok(()) => Reply::Simple("OK"),
+            Err(reply) => reply,
+        },
+        ("ID" | "GETNAME" | "SETNAME", _) => Reply::error(format!(
+            "ERR wrong number of arguments for 'client|{}' command",
+            subcommand.to_lowercase()
+        )),
+        _ => Reply::Simple("OK"),
+    }
+}
+
+fn client_id(session: &Session) -> Reply {
+    Reply::Integer(i64::try_from(session.client_id).unwrap_or(i64::MAX))
+}
+
+/// Sets the connection's name; an empty name removes it. Names follow Redis's rule: printable
+/// ASCII without spaces.
+fn set_client_name(session: &mut Session, name: &[u8]) -> Result<(), Reply> {
+    if name.iter().any(|byte| !(b'!'..=b'~').contains(byte)) {
+        return Err(Reply::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    session.client_name = (!name.is_empty()).then(|| name.to_vec());
+    Ok(())
 }
 
 fn config_get(parameters: &[Vec<u8>]) -> Reply {
@@ -263,10 +334,9 @@ fn config_get(parameters: &[Vec<u8>]) -> Reply {
             b"appendonly" => b"no",
             _ => continue,
         };
-        items.push(Reply::Bulk(parameter.clone()));
-        items.push(Reply::Bulk(value.to_vec()));
+        items.push((Reply::Bulk(parameter.clone()), Reply::Bulk(value.to_vec())));
     }
-    Reply::Array(items)
+    Reply::Map(items)
 }
 
 /// Executes `GET key`: the value as a bulk string, or nil for a key that is not a counter.

@@ -31,7 +31,7 @@ pub fn info(service: &Service, session: &Session, args: &[Vec<u8>]) -> Reply {
         }
         write_section(&mut report, section, service, session);
     }
-    Reply::bulk(report)
+    Reply::Text(report)
 }
 
 fn write_section(report: &mut String, section: &str, service: &Service, session: &Session) {

@@ -1,4 +1,4 @@
-//! The Redis protocol (RESP2) front end.
+//! The Redis protocol front end: RESP2, and RESP3 after `HELLO 3`.
 //!
 //! Each connection reads into a buffer, parses every whole command in it, and replies to them in
 //! order. Consecutive adds and clears in a pipeline go to the writer together, so they share a
@@ -20,8 +20,9 @@ use crate::Service;
 use crate::server::{STOP_GRACE, STOP_QUIET, STOP_READ_LIMIT, accept_backlog, before_deadline};
 use commands::{ChangeReply, Command, Session};
 use frame::Parsed;
-use reply::Reply;
+use reply::{Protocol, Reply};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -166,6 +167,9 @@ async fn close_after_stop(
     Ok(())
 }
 
+/// The ID of the next connection, unique while the process runs.
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One connection's state between reads: unparsed input, the session and replies to send.
 struct Connection {
     service: Service,
@@ -183,6 +187,9 @@ impl Connection {
             service,
             session: Session {
                 namespace: "default".to_owned(),
+                protocol: Protocol::Resp2,
+                client_id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+                client_name: None,
             },
             buffer: Vec::with_capacity(16 * 1024),
             out: Vec::with_capacity(16 * 1024),
@@ -225,7 +232,8 @@ impl Connection {
         )
         .await;
         if let Some(error) = &protocol_error {
-            Reply::error(format!("ERR Protocol error: {}", error.0)).write_to(&mut self.out);
+            Reply::error(format!("ERR Protocol error: {}", error.0))
+                .write_to(&mut self.out, self.session.protocol);
         }
         !quit && protocol_error.is_none()
     }
@@ -250,7 +258,7 @@ impl PendingChanges {
             Err(error) => {
                 let reply = reply::service_error(&error);
                 for _ in &self.replies {
-                    reply.write_to(out);
+                    reply.write_to(out, session.protocol);
                 }
             }
             Ok(outcomes) => {
@@ -262,7 +270,7 @@ impl PendingChanges {
                         (Ok(outcome), ChangeReply::Value) => Reply::Integer(outcome.value),
                         (Err(error), _) => reply::service_error(&error),
                     };
-                    reply.write_to(out);
+                    reply.write_to(out, session.protocol);
                 }
             }
         }
@@ -288,14 +296,15 @@ async fn execute(
         // Any other command keeps its place in the reply order, after the changes before it.
         pending.flush(service, session, out).await;
         match command {
-            Command::Invalid(reply) => reply.write_to(out),
+            Command::Invalid(reply) => reply.write_to(out, session.protocol),
             Command::Quit => {
-                Reply::Simple("OK").write_to(out);
+                Reply::Simple("OK").write_to(out, session.protocol);
                 return true;
             }
-            Command::Other(arguments) => commands::execute_other(service, session, &arguments)
-                .await
-                .write_to(out),
+            Command::Other(arguments) => {
+                let reply = commands::execute_other(service, session, &arguments).await;
+                reply.write_to(out, session.protocol);
+            }
             Command::Change { .. } => {}
         }
     }
