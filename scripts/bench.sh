@@ -89,8 +89,6 @@ find_postgres() {
     done
 }
 
-# NOTE: the apt-get branch has not been run, because every tool was already installed on the
-# machine where this script was tested.
 install_missing_tools() {
     local packages=()
     command -v redis-server >/dev/null || packages+=(redis-server)
@@ -110,6 +108,8 @@ install_missing_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" ||
         die "apt-get install ${packages[*]} failed; install them by hand"
     # The Debian package starts a cluster of its own; this script never touches it.
+    # NOTE: only the Redis packages have been installed this way so far; the PostgreSQL steps
+    # have not run, because PostgreSQL was already installed wherever this script ran.
     find_postgres
     if ! command -v pgbench >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-contrib ||
