@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the release binary with clients that are not part of Tally.
 # curl drives the HTTP/JSON API, and a Python client that grpcio-tools generates from
-# proto/tally/v1/tally.proto drives the gRPC API and a load of 1,000,000 adds.
+# proto/tally/v1/tally.proto drives the gRPC API and a load of 1,000,000 adds. redis-py
+# drives the Redis protocol port, with transactions and RESP3.
 # Finally the server restarts on the same data directory and the counters are read again.
 #
 # Usage: scripts/e2e.sh   (from any directory; needs cargo, curl and python3 with venv)
@@ -27,6 +28,9 @@ load_adds=${E2E_LOAD_ADDS:-1000000}
 # grpcio and grpcio-tools are released together. 1.85.1 was the newest version of both
 # on PyPI when this script was written.
 grpc_version=1.85.1
+# The Redis client for Python; 8.2.0 was its newest version on PyPI when the Redis protocol
+# checks were added.
+redis_py_version=8.2.0
 
 # Seconds to wait for the "listening ..." line after starting the server.
 startup_timeout_seconds=30
@@ -42,6 +46,7 @@ data_dir=$work_dir/data
 body_file=$work_dir/body
 http_address=
 grpc_address=
+resp_address=
 # Event time of the first HTTP add, which the repeated-token check sends again.
 first_add_time=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
@@ -245,28 +250,28 @@ build_server() {
     [[ -x $server_bin ]] || fatal "the build did not produce $server_bin"
 }
 
-# Creates the virtual environment with the pinned grpcio and grpcio-tools unless it
-# already has them, then generates the Python stubs from the proto file.
+# Creates the virtual environment with the pinned grpcio, grpcio-tools and redis-py unless
+# it already has them, then generates the Python stubs from the proto file.
 prepare_python() {
-    echo "--- python: grpcio $grpc_version in $venv_dir"
+    echo "--- python: grpcio $grpc_version and redis-py $redis_py_version in $venv_dir"
     if ! "$venv_dir/bin/python" -c 'pass' 2>/dev/null; then
         rm -rf "$venv_dir"
         python3 -m venv "$venv_dir" || fatal "python3 -m venv $venv_dir failed"
     fi
-    if ! "$venv_dir/bin/python" - "$grpc_version" <<'PY'
+    if ! "$venv_dir/bin/python" - "$grpc_version" "$redis_py_version" <<'PY'
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
 try:
-    installed = {version("grpcio"), version("grpcio-tools")}
+    installed = (version("grpcio"), version("grpcio-tools"), version("redis"))
 except PackageNotFoundError:
     sys.exit(1)
-sys.exit(0 if installed == {sys.argv[1]} else 1)
+sys.exit(0 if installed == (sys.argv[1], sys.argv[1], sys.argv[2]) else 1)
 PY
     then
         "$venv_dir/bin/python" -m pip install --disable-pip-version-check --quiet \
-            "grpcio==$grpc_version" "grpcio-tools==$grpc_version" ||
-            fatal "pip install of grpcio and grpcio-tools $grpc_version failed"
+            "grpcio==$grpc_version" "grpcio-tools==$grpc_version" "redis==$redis_py_version" ||
+            fatal "pip install of grpcio and grpcio-tools $grpc_version and redis $redis_py_version failed"
     fi
 
     rm -rf "$stubs_dir"
@@ -302,12 +307,13 @@ start_server() {
         fatal "the server printed no 'listening http=... grpc=...' line within ${startup_timeout_seconds} s"
     fi
     # Traffic goes only to the loopback address that this script asked for.
-    if [[ ! $line =~ ^listening\ http=(127\.0\.0\.1:[0-9]+)\ grpc=(127\.0\.0\.1:[0-9]+)(\ resp=127\.0\.0\.1:[0-9]+)?$ ]]; then
+    if [[ ! $line =~ ^listening\ http=(127\.0\.0\.1:[0-9]+)\ grpc=(127\.0\.0\.1:[0-9]+)\ resp=(127\.0\.0\.1:[0-9]+)$ ]]; then
         fatal "unexpected startup line (expected 'listening http=127.0.0.1:PORT grpc=127.0.0.1:PORT resp=127.0.0.1:PORT'): $line"
     fi
     http_address=${BASH_REMATCH[1]}
     grpc_address=${BASH_REMATCH[2]}
-    echo "server (pid $server_pid) listening: http=$http_address grpc=$grpc_address"
+    resp_address=${BASH_REMATCH[3]}
+    echo "server (pid $server_pid) listening: http=$http_address grpc=$grpc_address resp=$resp_address"
 }
 
 check_healthz() {
@@ -493,6 +499,9 @@ main() {
 
     run_python_groups "gRPC session" scripts/e2e_grpc.py \
         --grpc-address "$grpc_address" --http-address "$http_address" --stubs-dir "$stubs_dir"
+
+    run_python_groups "Redis protocol with redis-py" scripts/e2e_resp.py \
+        --resp-address "$resp_address"
 
     # The restart check regenerates the same batches from the same seed and run id.
     local load_args=(--stubs-dir "$stubs_dir" --adds "$load_adds" --run-id "e2e$$")

@@ -2,7 +2,7 @@
 # Runs every check and test of Tally: formatting, lints, unit, property, integration and crash
 # tests, then the end-to-end run with curl, a Python gRPC client and a million-add load.
 # It installs what it needs (rustfmt, clippy, redis-cli, redis-server, a Python venv with
-# grpcio) and fails, saying why, when something cannot be installed or started.
+# grpcio and redis-py) and fails, saying why, when something cannot be installed or started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -451,8 +451,9 @@ impl Service {
         self.apply_changes(namespace, changes).await
     }
 
-    /// Applies adds and clears to one namespace in order, in as few group commits as the
-    /// writer needs. Each change succeeds or fails on its own.
+    /// Applies adds and clears to one namespace in order. Each change succeeds or fails on its
+    /// own, and those that apply share one group commit, so they become durable together or
+    /// not at all (`MULTI` and `EXEC` rely on this).
     pub async fn apply_changes(
         &self,
         namespace: &str,

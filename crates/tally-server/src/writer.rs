@@ -60,8 +60,9 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Queues changes and waits for their outcomes. Fails fast with
-    /// [`ServiceError::Overloaded`] when the queue is full.
+    /// Queues changes and waits for their outcomes. The writer never splits one submission
+    /// across group commits. Fails fast with [`ServiceError::Overloaded`] when the queue is
+    /// full.
     pub async fn submit(
         &self,
         changes: Vec<ChangeRequest>,

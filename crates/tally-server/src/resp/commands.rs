@@ -21,8 +21,26 @@ pub enum Command {
     Other(Vec<Vec<u8>>),
     /// `QUIT`: reply OK, then close.
     Quit,
-    /// A command that is invalid before it reaches the service.
+    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH key...` and `UNWATCH`.
+    Transaction(TransactionCommand),
+    /// A command with an invalid argument, rejected before it reaches the service. Inside
+    /// `MULTI` it is queued and fails at `EXEC`, as in Redis.
     Invalid(Reply),
+    /// A command with the wrong number of arguments. Inside `MULTI` it discards the
+    /// transaction, as in Redis.
+    WrongArity(Reply),
+}
+
+/// The commands that open, end or guard a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionCommand {
+    Multi,
+    Exec,
+    /// `EXEC` with arguments, which Redis answers by discarding the transaction, if any.
+    ExecWithArguments,
+    Discard,
+    Watch,
+    Unwatch,
 }
 
 /// The reply of a change: the new value or the event ID.
@@ -52,7 +70,7 @@ fn text(argument: &[u8]) -> Result<String, Reply> {
 }
 
 fn wrong_arity(name: &str) -> Command {
-    Command::Invalid(Reply::error(format!(
+    Command::WrongArity(Reply::error(format!(
         "ERR wrong number of arguments for '{}' command",
         name.to_lowercase()
     )))
@@ -145,6 +163,13 @@ pub fn parse(arguments: &[&[u8]]) -> Command {
             _,
         ) => Err(wrong_arity(&name)),
         ("QUIT", _) => Ok(Command::Quit),
+        ("MULTI", 0) => Ok(Command::Transaction(TransactionCommand::Multi)),
+        ("EXEC", 0) => Ok(Command::Transaction(TransactionCommand::Exec)),
+        ("EXEC", _) => Ok(Command::Transaction(TransactionCommand::ExecWithArguments)),
+        ("DISCARD", 0) => Ok(Command::Transaction(TransactionCommand::Discard)),
+        ("WATCH", 1..) => Ok(Command::Transaction(TransactionCommand::Watch)),
+        ("UNWATCH", 0) => Ok(Command::Transaction(TransactionCommand::Unwatch)),
+        ("MULTI" | "DISCARD" | "WATCH" | "UNWATCH", _) => Err(wrong_arity(&name)),
         _ => Ok(Command::Other(
             arguments.iter().map(|argument| argument.to_vec()).collect(),
         )),
@@ -204,16 +229,47 @@ pub async fn execute_other(
             },
             Err(reply) => reply,
         },
-        (
-            "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DEL" | "SELECT" | "CONFIG" | "CLIENT"
-            | "TYPE" | "DBSIZE" | "SCAN" | "KEYS" | "TALLY.NAMESPACE",
-            _,
-        ) => Reply::error(format!(
+        (name, _) if OTHER_COMMANDS.contains(&name) => Reply::error(format!(
             "ERR wrong number of arguments for '{}' command",
             name.to_lowercase()
         )),
         _ => unknown_command(arguments),
     }
+}
+
+/// The commands that [`execute_other`] implements.
+const OTHER_COMMANDS: [&str; 17] = [
+    "PING",
+    "ECHO",
+    "HELLO",
+    "GET",
+    "MGET",
+    "EXISTS",
+    "DEL",
+    "SELECT",
+    "COMMAND",
+    "CONFIG",
+    "TYPE",
+    "DBSIZE",
+    "SCAN",
+    "KEYS",
+    "INFO",
+    "CLIENT",
+    "TALLY.NAMESPACE",
+];
+
+/// Returns the error for a command other than an add or clear sent inside `MULTI`. Only adds
+/// and clears are queued, so that `EXEC` can commit all of them in one group commit.
+pub fn not_queued(arguments: &[Vec<u8>]) -> Reply {
+    let mut buffer = [0u8; 16];
+    let name = upper_case(&arguments[0], &mut buffer);
+    if !OTHER_COMMANDS.contains(&name.as_ref()) {
+        return unknown_command(arguments);
+    }
+    Reply::error(format!(
+        "ERR {name} cannot be queued in a transaction: Tally queues only INCR, INCRBY, DECR, \
+         DECRBY, TALLY.ADD, TALLY.ADDGET and TALLY.CLEAR, so that EXEC commits them together"
+    ))
 }
 
 /// Builds Redis's reply to an unknown command, which echoes the start of each argument.

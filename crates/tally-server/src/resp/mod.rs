@@ -5,6 +5,8 @@
 //! group commit; any other command waits for the changes before it, so a `GET` after an `INCR`
 //! returns the incremented value.
 //!
+//! `MULTI` and `EXEC` commit the adds and clears of a transaction together (see `transaction`).
+//!
 //! When the server stops, each connection replies to the commands its client has already sent
 //! (see `crate::server::STOP_QUIET`) and then closes its side, so a client sees end-of-stream
 //! after its last reply rather than a reset.
@@ -15,6 +17,7 @@ mod glob;
 mod info;
 mod keyspace;
 mod reply;
+mod transaction;
 
 use crate::Service;
 use crate::server::{STOP_GRACE, STOP_QUIET, STOP_READ_LIMIT, accept_backlog, before_deadline};
@@ -30,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use transaction::{Step, Transaction};
 
 /// How long a connection may stay silent, with or without a partial command, before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -179,6 +183,8 @@ struct Connection {
     /// Kept across reads so that a busy connection reuses their memory.
     parsed_commands: Vec<Command>,
     pending: PendingChanges,
+    /// The transaction opened by `MULTI`, until `EXEC` or `DISCARD`.
+    transaction: Option<Transaction>,
 }
 
 impl Connection {
@@ -195,6 +201,7 @@ impl Connection {
             out: Vec::with_capacity(16 * 1024),
             parsed_commands: Vec::new(),
             pending: PendingChanges::default(),
+            transaction: None,
         }
     }
 
@@ -228,6 +235,7 @@ impl Connection {
             &mut self.session,
             self.parsed_commands.drain(..),
             &mut self.pending,
+            &mut self.transaction,
             &mut self.out,
         )
         .await;
@@ -263,19 +271,61 @@ impl PendingChanges {
             }
             Ok(outcomes) => {
                 for (outcome, reply_with) in outcomes.into_iter().zip(self.replies.drain(..)) {
-                    let reply = match (outcome, reply_with) {
-                        (Ok(outcome), ChangeReply::EventId) => {
-                            Reply::Integer(outcome.event_id as i64)
-                        }
-                        (Ok(outcome), ChangeReply::Value) => Reply::Integer(outcome.value),
-                        (Err(error), _) => reply::service_error(&error),
-                    };
-                    reply.write_to(out, session.protocol);
+                    change_reply(outcome, reply_with).write_to(out, session.protocol);
                 }
             }
         }
         self.replies.clear();
     }
+}
+
+/// Returns the reply to an add or clear: its event ID or the counter's new value, or the
+/// error that rejected it.
+fn change_reply(
+    outcome: Result<crate::writer::ChangeOutcome, crate::ServiceError>,
+    reply_with: ChangeReply,
+) -> Reply {
+    match (outcome, reply_with) {
+        (Ok(outcome), ChangeReply::EventId) => Reply::Integer(outcome.event_id as i64),
+        (Ok(outcome), ChangeReply::Value) => Reply::Integer(outcome.value),
+        (Err(error), _) => reply::service_error(&error),
+    }
+}
+
+/// Queues or executes a command received while a transaction is open, and writes its reply.
+/// Returns true after `QUIT`.
+async fn execute_in_transaction(
+    service: &Service,
+    session: &Session,
+    command: Command,
+    transaction: &mut Option<Transaction>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(open) = transaction else {
+        return false;
+    };
+    let reply = match open.receive(command) {
+        Step::Reply(reply) => reply,
+        Step::Exec => {
+            let queued = std::mem::take(open);
+            *transaction = None;
+            queued.exec(service, session).await
+        }
+        Step::Discard => {
+            *transaction = None;
+            Reply::Simple("OK")
+        }
+        Step::Abort => {
+            *transaction = None;
+            transaction::exec_with_arguments()
+        }
+        Step::Quit => {
+            Reply::Simple("OK").write_to(out, session.protocol);
+            return true;
+        }
+    };
+    reply.write_to(out, session.protocol);
+    false
 }
 
 /// Executes commands in order and writes their replies. Returns true after `QUIT`.
@@ -284,9 +334,16 @@ async fn execute(
     session: &mut Session,
     parsed: impl Iterator<Item = Command>,
     pending: &mut PendingChanges,
+    transaction: &mut Option<Transaction>,
     out: &mut Vec<u8>,
 ) -> bool {
     for command in parsed {
+        if transaction.is_some() {
+            if execute_in_transaction(service, session, command, transaction, out).await {
+                return true;
+            }
+            continue;
+        }
         if let Command::Change { change, reply_with } = command {
             pending.changes.push(change);
             pending.replies.push(reply_with);
@@ -296,7 +353,12 @@ async fn execute(
         // Any other command keeps its place in the reply order, after the changes before it.
         pending.flush(service, session, out).await;
         match command {
-            Command::Invalid(reply) => reply.write_to(out, session.protocol),
+            Command::Invalid(reply) | Command::WrongArity(reply) => {
+                reply.write_to(out, session.protocol)
+            }
+            Command::Transaction(command) => {
+                transaction::outside(command, transaction).write_to(out, session.protocol)
+            }
             Command::Quit => {
                 Reply::Simple("OK").write_to(out, session.protocol);
                 return true;
