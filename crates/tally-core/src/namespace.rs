@@ -151,7 +151,9 @@ impl NamespaceConfig {
                 .idempotency_window_seconds
                 .unwrap_or(base.idempotency_window_seconds),
         };
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|error| explain_unset_field(error, patch, current.is_some()))?;
         Ok(config)
     }
 
@@ -181,6 +183,34 @@ impl NamespaceConfig {
             limits::MAX_IDEMPOTENCY_WINDOW_SECONDS,
         )
     }
+}
+
+/// Adds to a range error on a field that the patch did not set that its value came from the
+/// namespace or the defaults, because the client did not send that value.
+fn explain_unset_field(
+    mut error: ValidationError,
+    patch: &NamespaceConfigPatch,
+    exists: bool,
+) -> ValidationError {
+    let set_by_patch = match error.field {
+        "accept_limit_seconds" => patch.accept_limit_seconds.is_some(),
+        "max_clock_skew_seconds" => patch.max_clock_skew_seconds.is_some(),
+        "event_retention_seconds" => patch.event_retention_seconds.is_some(),
+        "idempotency_window_seconds" => patch.idempotency_window_seconds.is_some(),
+        _ => true,
+    };
+    if !set_by_patch {
+        let origin = if exists {
+            "the namespace's current value"
+        } else {
+            "the default"
+        };
+        error.rule = format!(
+            "{} ({origin}, which the request did not set; set {} too)",
+            error.rule, error.field
+        );
+    }
+    error
 }
 
 fn check_range(field: &'static str, value: i64, min: i64, max: i64) -> Result<(), ValidationError> {
@@ -227,6 +257,45 @@ mod tests {
         };
         let error = NamespaceConfig::apply_patch(None, &patch).unwrap_err();
         assert_eq!(error.field, "idempotency_window_seconds");
+    }
+
+    #[test]
+    fn unset_field_error_names_its_origin() {
+        let patch = NamespaceConfigPatch {
+            accept_limit_seconds: Some(7200),
+            ..Default::default()
+        };
+        let for_new = NamespaceConfig::apply_patch(None, &patch).unwrap_err();
+        assert_eq!(for_new.field, "idempotency_window_seconds");
+        assert!(
+            for_new.rule.contains("got 3600 (the default"),
+            "{}",
+            for_new.rule
+        );
+        assert!(
+            for_new.rule.contains("set idempotency_window_seconds too"),
+            "{}",
+            for_new.rule
+        );
+
+        let current = NamespaceConfig::default();
+        let for_existing = NamespaceConfig::apply_patch(Some(&current), &patch).unwrap_err();
+        assert!(
+            for_existing.rule.contains("(the namespace's current value"),
+            "{}",
+            for_existing.rule
+        );
+
+        let explicit = NamespaceConfigPatch {
+            idempotency_window_seconds: Some(3600),
+            ..patch
+        };
+        let for_explicit = NamespaceConfig::apply_patch(None, &explicit).unwrap_err();
+        assert!(
+            !for_explicit.rule.contains("did not set"),
+            "{}",
+            for_explicit.rule
+        );
     }
 
     #[test]
