@@ -55,6 +55,12 @@ const RESP3_COMMANDS: &[&[&str]] = &[
     &["MGET", "missing", "n"],
     &["CONFIG", "GET", "save"],
     &["CONFIG", "GET", "appendonly"],
+    &["CONFIG", "GET", "SAVE"],
+    &["CONFIG", "GET", "appendonl?"],
+    &["CONFIG", "GET", "[s]ave", "save"],
+    &["CONFIG", "GET", "no-such-parameter"],
+    &["CONFIG", "GET"],
+    &["CONFIG"],
     &["EXISTS", "n", "missing"],
     &["INCRBY", "n", "x"],
     &["CLIENT", "GETNAME"],
@@ -92,6 +98,19 @@ fn resp3_replies_match_redis() {
     assert!(
         tally_replies.starts_with("_\r\n*2\r\n_\r\n_\r\n:1\r\n"),
         "{tally_replies:?}"
+    );
+}
+
+#[test]
+fn config_set_is_rejected() {
+    let tally = TestServer::start();
+    let mut connection = RawConnection::open(&tally.resp);
+
+    let reply = connection.exchange(&[&["CONFIG", "SET", "save", ""]]);
+
+    assert!(
+        reply.starts_with("-ERR CONFIG SET is not supported: Tally reads its settings from flags"),
+        "{reply:?}"
     );
 }
 

@@ -4,7 +4,7 @@
 //! `TALLY.NAMESPACE name`. Keys are used as they are, so `user:42:views` is one counter name.
 
 use super::reply::{self, NOT_AN_INTEGER, Protocol, Reply};
-use super::{info, keyspace};
+use super::{glob, info, keyspace};
 use crate::Service;
 use crate::service::{BatchChange, TokenInput};
 use std::borrow::Cow;
@@ -212,7 +212,7 @@ pub async fn execute_other(
             Err(_) => Reply::error(NOT_AN_INTEGER),
         },
         ("COMMAND", _) => Reply::Array(Vec::new()),
-        ("CONFIG", n) if n >= 2 && args[0].eq_ignore_ascii_case(b"GET") => config_get(&args[1..]),
+        ("CONFIG", n) if n >= 1 => config(args),
         ("TYPE", 1) => keyspace::type_of(service, session, &args[0]),
         ("DBSIZE", 0) => keyspace::size(service, session),
         ("SCAN", n) if n >= 1 => keyspace::scan(service, session, args).await,
@@ -382,17 +382,54 @@ fn set_client_name(session: &mut Session, name: &[u8]) -> Result<(), Reply> {
     Ok(())
 }
 
-fn config_get(parameters: &[Vec<u8>]) -> Reply {
-    let mut items = Vec::new();
-    for parameter in parameters {
-        let value: &[u8] = match parameter.to_ascii_lowercase().as_slice() {
-            b"save" => b"",
-            b"appendonly" => b"no",
-            _ => continue,
-        };
-        items.push((Reply::Bulk(parameter.clone()), Reply::Bulk(value.to_vec())));
+/// The configuration parameters that `CONFIG GET` reports, with the values that tell clients
+/// such as redis-benchmark that there is no Redis persistence to manage.
+const CONFIG_PARAMETERS: [(&str, &str); 2] = [("save", ""), ("appendonly", "no")];
+
+/// Executes `CONFIG GET pattern...`; other subcommands are rejected, because Tally reads its
+/// settings only at start.
+fn config(args: &[Vec<u8>]) -> Reply {
+    let mut buffer = [0u8; 16];
+    let subcommand = upper_case(&args[0], &mut buffer);
+    match (subcommand.as_ref(), args.len()) {
+        ("GET", 2..) => config_get(&args[1..]),
+        ("GET", _) => Reply::error("ERR wrong number of arguments for 'config|get' command"),
+        _ => Reply::error(format!(
+            "ERR CONFIG {subcommand} is not supported: Tally reads its settings from flags, \
+             environment variables or a configuration file when it starts"
+        )),
     }
-    Reply::Map(items)
+}
+
+/// Returns the parameters that any argument names. As in Redis 7.0, an argument without `*`,
+/// `?` or `[` is a parameter name, echoed as the client spelled it; any other argument is a
+/// glob pattern that returns the names it matches. Both ignore case, and each parameter is
+/// returned once.
+fn config_get(arguments: &[Vec<u8>]) -> Reply {
+    let mut entries: Vec<(Reply, Reply)> = Vec::new();
+    let mut returned = [false; CONFIG_PARAMETERS.len()];
+    for argument in arguments {
+        let lower_case = argument.to_ascii_lowercase();
+        let is_pattern = argument.iter().any(|byte| b"*?[".contains(byte));
+        for (index, (name, value)) in CONFIG_PARAMETERS.iter().enumerate() {
+            let found = if is_pattern {
+                glob::matches(&lower_case, name.as_bytes())
+            } else {
+                lower_case == name.as_bytes()
+            };
+            if !found || returned[index] {
+                continue;
+            }
+            returned[index] = true;
+            let shown_name = if is_pattern {
+                name.as_bytes().to_vec()
+            } else {
+                argument.clone()
+            };
+            entries.push((Reply::Bulk(shown_name), Reply::bulk(*value)));
+        }
+    }
+    Reply::Map(entries)
 }
 
 /// Executes `GET key`: the value as a bulk string, or nil for a key that is not a counter.
