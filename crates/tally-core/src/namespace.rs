@@ -185,8 +185,8 @@ impl NamespaceConfig {
     }
 }
 
-/// Adds to a range error on a field that the patch did not set that its value came from the
-/// namespace or the defaults, because the client did not send that value.
+/// Explains a range error on a field that the patch left unset: its value came from the
+/// namespace or the defaults, not from the client.
 fn explain_unset_field(
     mut error: ValidationError,
     patch: &NamespaceConfigPatch,
