@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestServer;
-use common::redis::{RedisServer, redis_cli_at};
+use common::redis::{RedisServer, encode_commands, redis_cli_at};
 use redis::{Value, VerbatimFormat};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,15 +28,7 @@ impl RawConnection {
     /// Sends `commands` as one pipeline and returns the replies read until the server goes
     /// quiet for 300 ms.
     fn exchange(&mut self, commands: &[&[&str]]) -> String {
-        let mut request = Vec::new();
-        for command in commands {
-            request.extend_from_slice(format!("*{}\r\n", command.len()).as_bytes());
-            for argument in *command {
-                request
-                    .extend_from_slice(format!("${}\r\n{argument}\r\n", argument.len()).as_bytes());
-            }
-        }
-        self.stream.write_all(&request).unwrap();
+        self.stream.write_all(&encode_commands(commands)).unwrap();
         let mut received = Vec::new();
         let mut buffer = [0u8; 4096];
         while let Ok(num_read @ 1..) = self.stream.read(&mut buffer) {

@@ -6,22 +6,10 @@
 mod common;
 
 use common::TestServer;
-use common::redis::{RedisServer, connect, query, redis_cli};
+use common::redis::{RedisServer, connect, encode_commands, query, redis_cli};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-
-/// Encodes commands as RESP arrays of bulk strings.
-fn encode(commands: &[&[&str]]) -> Vec<u8> {
-    let mut request = Vec::new();
-    for command in commands {
-        request.extend_from_slice(format!("*{}\r\n", command.len()).as_bytes());
-        for argument in *command {
-            request.extend_from_slice(format!("${}\r\n{argument}\r\n", argument.len()).as_bytes());
-        }
-    }
-    request
-}
 
 /// Sends `request` on a new connection and returns what comes back until the server closes
 /// the connection or goes quiet for 300 ms. A thread of its own sends the request, so that a
@@ -117,8 +105,8 @@ fn transaction_replies_match_redis() {
     let tally = TestServer::start();
     let redis = RedisServer::start();
     for commands in SAME_AS_REDIS {
-        let from_tally = exchange(&tally.resp, encode(commands));
-        let from_redis = exchange(&redis.address, encode(commands));
+        let from_tally = exchange(&tally.resp, encode_commands(commands));
+        let from_redis = exchange(&redis.address, encode_commands(commands));
         assert_eq!(from_tally, from_redis, "replies to {commands:?}");
     }
 }
@@ -128,7 +116,7 @@ fn exec_applies_changes_together() {
     let tally = TestServer::start();
     let replies = exchange(
         &tally.resp,
-        encode(&[
+        encode_commands(&[
             &["MULTI"],
             &["INCRBY", "views", "5"],
             &["TALLY.ADD", "views", "2", "retry-1"],
@@ -161,7 +149,7 @@ fn reads_cannot_be_queued() {
     let tally = TestServer::start();
     let replies = exchange(
         &tally.resp,
-        encode(&[
+        encode_commands(&[
             &["MULTI"],
             &["INCR", "a"],
             &["GET", "a"],
@@ -200,7 +188,7 @@ fn oversized_transaction_applies_nothing() {
     commands.extend(std::iter::repeat_n(increment, 100_001));
     commands.push(&["EXEC"]);
 
-    let replies = exchange(&tally.resp, encode(&commands));
+    let replies = exchange(&tally.resp, encode_commands(&commands));
 
     assert_eq!(replies.matches("+QUEUED\r\n").count(), 100_000);
     assert!(
@@ -252,7 +240,7 @@ fn acknowledged_exec_survives_kill_9() {
     let mut tally = TestServer::start();
     let replies = exchange(
         &tally.resp,
-        encode(&[
+        encode_commands(&[
             &["MULTI"],
             &["INCRBY", "k1", "3"],
             &["INCRBY", "k2", "4"],
@@ -275,7 +263,7 @@ fn failed_commit_applies_nothing() {
         "TALLY_FAULT_FILE".to_owned(),
         fault_file.to_string_lossy().into_owned(),
     )]);
-    let transaction = encode(&[
+    let transaction = encode_commands(&[
         &["MULTI"],
         &["INCR", "f1"],
         &["TALLY.ADD", "f2", "1", "token-1"],

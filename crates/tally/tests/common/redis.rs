@@ -114,6 +114,18 @@ pub async fn query<T: redis::FromRedisValue>(
     command.query_async(connection).await
 }
 
+/// Encodes commands as RESP arrays of bulk strings, as a client sends them.
+pub fn encode_commands(commands: &[&[&str]]) -> Vec<u8> {
+    let mut request = Vec::new();
+    for command in commands {
+        request.extend_from_slice(format!("*{}\r\n", command.len()).as_bytes());
+        for argument in *command {
+            request.extend_from_slice(format!("${}\r\n{argument}\r\n", argument.len()).as_bytes());
+        }
+    }
+    request
+}
+
 pub fn error_text(error: &redis::RedisError) -> String {
     format!(
         "{} {}",
