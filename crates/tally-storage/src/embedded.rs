@@ -58,6 +58,9 @@ const TOKENS_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 /// checkpoints in a few scans instead of one lookup each.
 const MAX_GAP_IN_SCAN: u64 = 64;
 
+/// Expired tokens removed per write batch.
+const TOKEN_EXPIRY_BATCH: usize = 10_000;
+
 /// The persist mode of every sync: `fdatasync`, which writes the data and whatever metadata
 /// reading it back needs, such as a new file size, but skips the modification time. Redis 7.0
 /// syncs its append-only file the same way on Linux (`redis_fsync` in its `config.h`).
@@ -620,26 +623,36 @@ impl EventStore for EmbeddedStore {
         Ok(expired.len())
     }
 
+    /// Removes the expired tokens in batches of [`TOKEN_EXPIRY_BATCH`] while it scans, so
+    /// that its memory does not grow with the number of expired tokens. The scan reads a
+    /// snapshot, so the removals do not disturb it.
     fn expire_tokens(
         &self,
         namespace_id: NamespaceId,
         before: EventTime,
     ) -> Result<usize, StorageError> {
-        let mut expired = Vec::new();
+        let mut num_expired = 0;
+        let mut batch = self.db.batch();
+        let mut num_in_batch = 0;
         for item in self.tokens.prefix(namespace_id.to_be_bytes()) {
             let (key, value) = item.into_inner().map_err(read_failed)?;
-            if encoding::decode_token(&value)?.event_time < before {
-                expired.push(key);
+            if encoding::decode_token(&value)?.event_time >= before {
+                continue;
+            }
+            batch.remove(&self.tokens, key);
+            num_in_batch += 1;
+            if num_in_batch == TOKEN_EXPIRY_BATCH {
+                let full = std::mem::replace(&mut batch, self.db.batch());
+                self.commit(full, self.durability.persist_mode())?;
+                num_expired += num_in_batch;
+                num_in_batch = 0;
             }
         }
-        for chunk in expired.chunks(10_000) {
-            let mut batch = self.db.batch();
-            for key in chunk {
-                batch.remove(&self.tokens, key.clone());
-            }
+        if num_in_batch > 0 {
             self.commit(batch, self.durability.persist_mode())?;
+            num_expired += num_in_batch;
         }
-        Ok(expired.len())
+        Ok(num_expired)
     }
 
     fn list_counters(

@@ -820,6 +820,32 @@ mod cases {
         assert_eq!(store.expire_tokens(1, at(60)).unwrap(), 0);
     }
 
+    /// Expires more tokens than one removal batch of the embedded store holds.
+    pub fn expire_many_tokens(store: &dyn EventStore) {
+        let expired: Vec<StoredEvent> = (1..=25_001)
+            .map(|id| event(10, at(1), id, add(1), &format!("old-{id}")))
+            .collect();
+        let kept: Vec<StoredEvent> = (25_002..=25_100)
+            .map(|id| event(10, at(120), id, add(1), &format!("new-{id}")))
+            .collect();
+        for events in expired.chunks(5_000).chain([kept.as_slice()]) {
+            store.append(&batch(1, events, &[])).unwrap();
+        }
+
+        assert_eq!(store.expire_tokens(1, at(60)).unwrap(), 25_001);
+
+        for id in [1, 10_000, 10_001, 20_000, 25_001] {
+            let token = format!("old-{id}");
+            assert_eq!(store.find_token(1, 10, &token).unwrap(), None, "{token}");
+        }
+        for id in [25_002, 25_100] {
+            let token = format!("new-{id}");
+            let found = store.find_token(1, 10, &token).unwrap();
+            assert_eq!(found.map(|record| record.event_id), Some(id), "{token}");
+        }
+        assert_eq!(store.expire_tokens(1, at(60)).unwrap(), 0);
+    }
+
     /// Creates the counters that the `list_counters` cases read.
     fn create_listed_counters(store: &dyn EventStore) {
         let first = ["b", "zähler", "a", "a/b", "Z", "aa"];
@@ -1056,6 +1082,7 @@ macro_rules! conformance_suite {
                 drop_buckets_keeps_tokens,
                 read_checkpoints_matches_single_reads,
                 expire_tokens_before_bound,
+                expire_many_tokens,
                 list_counters_byte_order,
                 list_counters_after_excludes_name,
                 list_counters_respects_limit,
