@@ -12,6 +12,7 @@
 //! after its last reply rather than a reset.
 
 mod commands;
+mod connection;
 pub mod frame;
 mod glob;
 mod info;
