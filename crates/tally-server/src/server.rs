@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub resp_listen: Option<SocketAddr>,
     /// How long a Redis protocol connection may stay silent before it is closed.
     pub resp_idle_timeout: Duration,
+    /// Redis protocol connections open at once.
+    pub resp_max_clients: usize,
     pub durability: Durability,
     /// How often the background rollup runs.
     pub rollup_interval: Duration,
@@ -41,6 +43,7 @@ impl ServerConfig {
             grpc_listen,
             resp_listen: None,
             resp_idle_timeout: crate::resp::DEFAULT_IDLE_TIMEOUT,
+            resp_max_clients: crate::resp::DEFAULT_MAX_CLIENTS,
             durability: Durability::Sync,
             rollup_interval: Duration::from_secs(5),
             token_expiry_interval: Duration::from_secs(600),
@@ -147,10 +150,14 @@ pub async fn run(
         stop_receiver.clone(),
     ));
     let resp_task = resp_listener.map(|listener| {
+        let limits = crate::resp::Limits {
+            idle_timeout: config.resp_idle_timeout,
+            max_clients: config.resp_max_clients,
+        };
         tokio::spawn(crate::resp::serve(
             listener,
             service.clone(),
-            config.resp_idle_timeout,
+            limits,
             stop_receiver,
         ))
     });

@@ -627,3 +627,49 @@ fn sigterm_stops_reading_a_client_that_never_pauses() {
     sender.join().unwrap();
     assert!(receiver.join().unwrap() > 0, "no reply before the stop");
 }
+
+// ---- connection limit ----
+
+/// Opens a connection and waits for its PING reply, so that the server counts it as open.
+fn open_pinged(server: &TestServer) -> TcpStream {
+    let mut stream = TcpStream::connect(&server.resp).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"PING\r\n").unwrap();
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+PONG\r\n");
+    stream
+}
+
+#[test]
+fn max_clients_refuses_one_more() {
+    let server = TestServer::start_with(Vec::new(), vec!["--resp-max-clients".into(), "2".into()]);
+    let first = open_pinged(&server);
+    let mut second = open_pinged(&server);
+
+    let (reply, closed) = raw_exchange(&server, b"PING\r\n");
+    assert_eq!(reply, "-ERR max number of clients reached\r\n");
+    assert!(closed, "the refused connection stayed open");
+
+    // The open connections keep working, and closing one makes room for a new one.
+    second.write_all(b"INCR c\r\n").unwrap();
+    let mut incremented = [0u8; 4];
+    second.read_exact(&mut incremented).unwrap();
+    assert_eq!(&incremented, b":1\r\n");
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (reply, _) = raw_exchange(&server, b"GET c\r\n");
+        if reply == "$1\r\n1\r\n" {
+            break;
+        }
+        assert_eq!(reply, "-ERR max number of clients reached\r\n");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room for a new connection 5 s after one closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -39,26 +39,49 @@ use transaction::{Step, Transaction};
 /// How long a connection may stay silent, with or without a partial command, before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Default number of connections open at once, the same as Redis's default `maxclients`.
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+
+/// Redis's reply to a connection past `maxclients`, sent before it closes the connection.
+const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// Limits of each connection and of their number.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a connection may stay silent before it is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; one more gets [`MAX_CLIENTS_REACHED`] and is closed.
+    pub max_clients: usize,
+}
+
 /// Accepts connections until `stop` turns true, then waits for every connection to reply to the
 /// commands it has already received (up to `STOP_GRACE`) and returns.
 pub async fn serve(
     listener: TcpListener,
     service: Service,
-    idle_timeout: Duration,
+    limits: Limits,
     stop: watch::Receiver<bool>,
 ) {
     let stopped = crate::server::wait_for_stop(stop.clone());
     tokio::pin!(stopped);
     let mut connections = JoinSet::new();
-    let spawn_connection = |connections: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr| {
-        let service = service.clone();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            if let Err(error) = handle_connection(stream, service, idle_timeout, stop).await {
-                debug!(%peer, %error, "RESP connection ended with an error");
+    let mut refusals = Refusals::default();
+    let mut spawn_connection =
+        |connections: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr| {
+            if connections.len() >= limits.max_clients {
+                refusals.record(limits.max_clients);
+                tokio::spawn(refuse_connection(stream));
+                return;
             }
-        });
-    };
+            let service = service.clone();
+            let stop = stop.clone();
+            let idle_timeout = limits.idle_timeout;
+            connections.spawn(async move {
+                if let Err(error) = handle_connection(stream, service, idle_timeout, stop).await {
+                    debug!(%peer, %error, "RESP connection ended with an error");
+                }
+            });
+        };
     loop {
         tokio::select! {
             _ = &mut stopped => break,
@@ -87,6 +110,53 @@ pub async fn serve(
         );
         connections.shutdown().await;
     }
+}
+
+/// Connections refused at the limit, logged at most once per [`REFUSAL_LOG_INTERVAL`] so that a
+/// flood of connections does not flood the log.
+#[derive(Default)]
+struct Refusals {
+    num_since_log: u64,
+    logged_at: Option<Instant>,
+}
+
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Refusals {
+    fn record(&mut self, max_clients: usize) {
+        self.num_since_log += 1;
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|logged_at| now - logged_at < REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        warn!(
+            num_refused = self.num_since_log,
+            max_clients,
+            "refused RESP connections because max_clients connections are open; raise \
+             --resp-max-clients if the clients are expected"
+        );
+        self.num_since_log = 0;
+        self.logged_at = Some(now);
+    }
+}
+
+/// Sends Redis's "max number of clients reached" error and closes the connection, then discards
+/// what the client still sends for up to [`STOP_LINGER`], so that closing does not reset the
+/// connection before the client reads the error.
+async fn refuse_connection(mut stream: TcpStream) {
+    let closed = tokio::time::timeout(STOP_LINGER, async {
+        stream.write_all(MAX_CLIENTS_REACHED).await?;
+        stream.shutdown().await
+    });
+    if !matches!(closed.await, Ok(Ok(()))) {
+        return;
+    }
+    let mut discarded = [0u8; 4096];
+    let linger_until = Instant::now() + STOP_LINGER;
+    while let Some(Ok(1..)) = before_deadline(linger_until, stream.read(&mut discarded)).await {}
 }
 
 /// After its last reply, a stopping connection discards what the client still sends for up to
