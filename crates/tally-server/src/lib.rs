@@ -12,8 +12,10 @@
 //! - [`server`]: [`server::ServerConfig`] and [`server::run`], which tie it all together.
 //! - [`error`]: [`ServiceError`], shared by every front end.
 //! - [`clock`]: the source of "now".
+//! - [`connection_limit`]: the cap on each front end's open connections.
 
 pub mod clock;
+pub mod connection_limit;
 pub mod counters;
 pub mod error;
 pub mod grpc;

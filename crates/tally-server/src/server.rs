@@ -3,6 +3,7 @@
 
 use crate::Service;
 use crate::clock::SystemClock;
+use crate::connection_limit::{AdmittedStream, ConnectionLimit};
 use crate::grpc::GrpcService;
 use crate::service::DEFAULT_WRITE_QUEUE_CAPACITY;
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tally_storage::{Durability, EmbeddedStore, EventStore, FaultInjection, StorageError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tracing::{error, info, warn};
 
 /// Everything `tally serve` needs to start.
@@ -25,8 +27,8 @@ pub struct ServerConfig {
     pub resp_listen: Option<SocketAddr>,
     /// How long a Redis protocol connection may stay silent before it is closed.
     pub resp_idle_timeout: Duration,
-    /// Redis protocol connections open at once.
-    pub resp_max_clients: usize,
+    /// Connections that each front end keeps open at once.
+    pub max_connections: usize,
     pub durability: Durability,
     /// How often the background rollup runs.
     pub rollup_interval: Duration,
@@ -43,7 +45,7 @@ impl ServerConfig {
             grpc_listen,
             resp_listen: None,
             resp_idle_timeout: crate::resp::DEFAULT_IDLE_TIMEOUT,
-            resp_max_clients: crate::resp::DEFAULT_MAX_CLIENTS,
+            max_connections: crate::connection_limit::DEFAULT_MAX_CONNECTIONS,
             durability: Durability::Sync,
             rollup_interval: Duration::from_secs(5),
             token_expiry_interval: Duration::from_secs(600),
@@ -142,17 +144,19 @@ pub async fn run(
     let http_task = tokio::spawn(serve_http(
         http_listener,
         service.clone(),
+        config.max_connections,
         stop_receiver.clone(),
     ));
     let grpc_task = tokio::spawn(serve_grpc(
         grpc_listener,
         service.clone(),
+        config.max_connections,
         stop_receiver.clone(),
     ));
     let resp_task = resp_listener.map(|listener| {
         let limits = crate::resp::Limits {
             idle_timeout: config.resp_idle_timeout,
-            max_clients: config.resp_max_clients,
+            max_connections: config.max_connections,
         };
         tokio::spawn(crate::resp::serve(
             listener,
@@ -285,10 +289,15 @@ const HTTP1_MAX_BUF_BYTES: usize = 2 * 1024 * 1024;
 /// How long a client may take to send a request head.
 const HTTP1_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a connection refused at the HTTP or gRPC connection limit may take to send its
+/// requests and read the refusals.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Serves the HTTP API with hyper directly (not `axum::serve`) to set the HTTP/1 buffer limit.
 async fn serve_http(
     listener: TcpListener,
     service: Service,
+    max_connections: usize,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let router = crate::http::router(service);
@@ -304,7 +313,12 @@ async fn serve_http(
     let stopped = wait_for_stop(stop);
     tokio::pin!(stopped);
 
-    let serve_connection = |stream: TcpStream| {
+    let mut limit = ConnectionLimit::new("http", max_connections);
+    let mut serve_connection = |stream: TcpStream| {
+        let Some(permit) = limit.admit() else {
+            tokio::spawn(refuse_http(stream, limit.max_connections()));
+            return;
+        };
         let io = hyper_util::rt::TokioIo::new(stream);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let connection = graceful.watch(
@@ -313,6 +327,7 @@ async fn serve_http(
                 .into_owned(),
         );
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "HTTP connection ended with an error");
             }
@@ -346,12 +361,69 @@ async fn serve_http(
     Ok(())
 }
 
+/// Replies 429 to one request on a connection past the HTTP connection limit and closes it.
+async fn refuse_http(stream: TcpStream, max_connections: usize) {
+    serve_refusal(stream, move || {
+        crate::http::too_many_connections(max_connections)
+    })
+    .await;
+}
+
+/// Replies `RESOURCE_EXHAUSTED`, as for a full write queue, to the requests of a connection past
+/// the gRPC connection limit until [`REFUSAL_TIMEOUT`] passes.
+async fn refuse_grpc(stream: TcpStream, max_connections: usize) {
+    serve_refusal(stream, move || {
+        tonic::Status::resource_exhausted(format!(
+            "server overloaded: {max_connections} gRPC connections are open, the maximum; retry \
+             later or reuse a connection"
+        ))
+        .into_http::<axum::body::Body>()
+    })
+    .await;
+}
+
+/// Serves `respond()` to every request of a refused connection, over HTTP/1 (one request, then
+/// close) or HTTP/2, for at most [`REFUSAL_TIMEOUT`].
+async fn serve_refusal(
+    stream: TcpStream,
+    respond: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
+) {
+    let refuse = tower::service_fn(move |_request| {
+        let response = respond();
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http1().keep_alive(false);
+    let connection = builder.serve_connection(
+        hyper_util::rt::TokioIo::new(stream),
+        hyper_util::service::TowerToHyperService::new(refuse),
+    );
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, connection).await;
+}
+
+/// Serves gRPC with tonic. A connection past the connection limit gets `RESOURCE_EXHAUSTED`
+/// from [`refuse_grpc`] instead.
 async fn serve_grpc(
     listener: TcpListener,
     service: Service,
+    max_connections: usize,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut limit = ConnectionLimit::new("grpc", max_connections);
+    let incoming =
+        tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(move |accepted| {
+            match accepted {
+                Ok(stream) => match limit.admit() {
+                    Some(permit) => Some(Ok(AdmittedStream::new(stream, permit))),
+                    None => {
+                        tokio::spawn(refuse_grpc(stream, limit.max_connections()));
+                        None
+                    }
+                },
+                Err(error) => Some(Err(error)),
+            }
+        });
     let server = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(
             crate::grpc::size_limit_status,

@@ -13,7 +13,7 @@ use tally_storage::Durability;
 #[derive(Args)]
 pub struct ServeArgs {
     /// Configuration file (TOML) with any of: data_dir, http_listen, grpc_listen, resp_listen,
-    /// no_resp, resp_idle_timeout_seconds, resp_max_clients, durability,
+    /// no_resp, resp_idle_timeout_seconds, max_connections, durability,
     /// rollup_interval_seconds, write_queue_capacity. Flags and environment variables win over
     /// it.
     #[arg(long, env = "TALLY_CONFIG")]
@@ -44,10 +44,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TALLY_RESP_IDLE_TIMEOUT_SECONDS")]
     resp_idle_timeout_seconds: Option<u64>,
 
-    /// Redis protocol connections open at once; a connection past the limit gets Redis's
-    /// "max number of clients reached" error and is closed [default: 10000]
-    #[arg(long, env = "TALLY_RESP_MAX_CLIENTS")]
-    resp_max_clients: Option<usize>,
+    /// Connections that each front end (HTTP, gRPC, Redis protocol) keeps open at once; one
+    /// more is refused in the front end's protocol and closed [default: 10000]
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
 
     /// When a write is acknowledged: `sync` after fdatasync (survives power loss), `os-buffer`
     /// after the write reaches the OS page cache (survives kill -9 of tally, not an OS crash)
@@ -89,7 +89,7 @@ struct ConfigFile {
     resp_listen: Option<SocketAddr>,
     no_resp: Option<bool>,
     resp_idle_timeout_seconds: Option<u64>,
-    resp_max_clients: Option<usize>,
+    max_connections: Option<usize>,
     durability: Option<DurabilityArg>,
     rollup_interval_seconds: Option<u64>,
     write_queue_capacity: Option<usize>,
@@ -140,9 +140,9 @@ fn resolve(args: &ServeArgs) -> Result<ServerConfig> {
         anyhow::ensure!(seconds > 0, "resp_idle_timeout_seconds must be at least 1");
         config.resp_idle_timeout = Duration::from_secs(seconds);
     }
-    if let Some(max_clients) = args.resp_max_clients.or(file.resp_max_clients) {
-        anyhow::ensure!(max_clients > 0, "resp_max_clients must be at least 1");
-        config.resp_max_clients = max_clients;
+    if let Some(max_connections) = args.max_connections.or(file.max_connections) {
+        anyhow::ensure!(max_connections > 0, "max_connections must be at least 1");
+        config.max_connections = max_connections;
     }
 
     config.durability = match args.durability.or(file.durability) {

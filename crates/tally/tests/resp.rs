@@ -645,7 +645,7 @@ fn open_pinged(server: &TestServer) -> TcpStream {
 
 #[test]
 fn max_clients_refuses_one_more() {
-    let server = TestServer::start_with(Vec::new(), vec!["--resp-max-clients".into(), "2".into()]);
+    let server = TestServer::start_with(Vec::new(), vec!["--max-connections".into(), "2".into()]);
     let first = open_pinged(&server);
     let mut second = open_pinged(&server);
 

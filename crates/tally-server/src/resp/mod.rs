@@ -21,6 +21,7 @@ mod reply;
 mod transaction;
 
 use crate::Service;
+use crate::connection_limit::ConnectionLimit;
 use crate::server::{STOP_GRACE, STOP_QUIET, STOP_READ_LIMIT, accept_backlog, before_deadline};
 use commands::{ChangeReply, Command, Session};
 use frame::Parsed;
@@ -39,9 +40,6 @@ use transaction::{Step, Transaction};
 /// How long a connection may stay silent, with or without a partial command, before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Default number of connections open at once, the same as Redis's default `maxclients`.
-pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
-
 /// Redis's reply to a connection past `maxclients`, sent before it closes the connection.
 const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";
 
@@ -51,7 +49,7 @@ pub struct Limits {
     /// How long a connection may stay silent before it is closed.
     pub idle_timeout: Duration,
     /// Connections open at once; one more gets [`MAX_CLIENTS_REACHED`] and is closed.
-    pub max_clients: usize,
+    pub max_connections: usize,
 }
 
 /// Accepts connections until `stop` turns true, then waits for every connection to reply to the
@@ -65,18 +63,18 @@ pub async fn serve(
     let stopped = crate::server::wait_for_stop(stop.clone());
     tokio::pin!(stopped);
     let mut connections = JoinSet::new();
-    let mut refusals = Refusals::default();
+    let mut limit = ConnectionLimit::new("resp", limits.max_connections);
     let mut spawn_connection =
         |connections: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr| {
-            if connections.len() >= limits.max_clients {
-                refusals.record(limits.max_clients);
+            let Some(permit) = limit.admit() else {
                 tokio::spawn(refuse_connection(stream));
                 return;
-            }
+            };
             let service = service.clone();
             let stop = stop.clone();
             let idle_timeout = limits.idle_timeout;
             connections.spawn(async move {
+                let _permit = permit;
                 if let Err(error) = handle_connection(stream, service, idle_timeout, stop).await {
                     debug!(%peer, %error, "RESP connection ended with an error");
                 }
@@ -109,37 +107,6 @@ pub async fn serve(
             "RESP connections still busy 10 s after shutdown began; closing them"
         );
         connections.shutdown().await;
-    }
-}
-
-/// Connections refused at the limit, logged at most once per [`REFUSAL_LOG_INTERVAL`] so that a
-/// flood of connections does not flood the log.
-#[derive(Default)]
-struct Refusals {
-    num_since_log: u64,
-    logged_at: Option<Instant>,
-}
-
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-impl Refusals {
-    fn record(&mut self, max_clients: usize) {
-        self.num_since_log += 1;
-        let now = Instant::now();
-        if self
-            .logged_at
-            .is_some_and(|logged_at| now - logged_at < REFUSAL_LOG_INTERVAL)
-        {
-            return;
-        }
-        warn!(
-            num_refused = self.num_since_log,
-            max_clients,
-            "refused RESP connections because max_clients connections are open; raise \
-             --resp-max-clients if the clients are expected"
-        );
-        self.num_since_log = 0;
-        self.logged_at = Some(now);
     }
 }
 
