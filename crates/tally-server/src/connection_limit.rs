@@ -17,6 +17,10 @@ use tracing::warn;
 /// default `maxclients`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// How long a connection refused at the HTTP or gRPC connection limit may take to send its
+/// requests and read the refusals.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Refusals are logged at most this often, so that a flood of connections does not flood the
 /// log.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -142,6 +146,47 @@ impl tonic::transport::server::Connected for AdmittedStream {
     fn connect_info(&self) -> Self::ConnectInfo {
         self.stream.connect_info()
     }
+}
+
+/// Replies 429 to one request on a connection past the HTTP connection limit and closes it.
+pub(crate) async fn refuse_http(stream: TcpStream, max_connections: usize) {
+    serve_refusal(stream, move || {
+        crate::http::too_many_connections(max_connections)
+    })
+    .await;
+}
+
+/// Replies `RESOURCE_EXHAUSTED`, as for a full write queue, to the requests of a connection past
+/// the gRPC connection limit until [`REFUSAL_TIMEOUT`] passes.
+pub(crate) async fn refuse_grpc(stream: TcpStream, max_connections: usize) {
+    serve_refusal(stream, move || {
+        tonic::Status::resource_exhausted(format!(
+            "server overloaded: {max_connections} gRPC connections are open, the maximum; retry \
+             later or reuse a connection"
+        ))
+        .into_http::<axum::body::Body>()
+    })
+    .await;
+}
+
+/// Serves `respond()` to every request of a refused connection, over HTTP/1 (one request, then
+/// close) or HTTP/2, for at most [`REFUSAL_TIMEOUT`].
+async fn serve_refusal(
+    stream: TcpStream,
+    respond: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
+) {
+    let refuse = tower::service_fn(move |_request| {
+        let response = respond();
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http1().keep_alive(false);
+    let connection = builder.serve_connection(
+        hyper_util::rt::TokioIo::new(stream),
+        hyper_util::service::TowerToHyperService::new(refuse),
+    );
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, connection).await;
 }
 
 #[cfg(test)]

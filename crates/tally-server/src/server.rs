@@ -3,7 +3,7 @@
 
 use crate::Service;
 use crate::clock::SystemClock;
-use crate::connection_limit::{AdmittedStream, ConnectionLimit};
+use crate::connection_limit::{AdmittedStream, ConnectionLimit, refuse_grpc, refuse_http};
 use crate::grpc::GrpcService;
 use crate::service::DEFAULT_WRITE_QUEUE_CAPACITY;
 use std::future::Future;
@@ -289,10 +289,6 @@ const HTTP1_MAX_BUF_BYTES: usize = 2 * 1024 * 1024;
 /// How long a client may take to send a request head.
 const HTTP1_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a connection refused at the HTTP or gRPC connection limit may take to send its
-/// requests and read the refusals.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Serves the HTTP API with hyper directly (not `axum::serve`) to set the HTTP/1 buffer limit.
 async fn serve_http(
     listener: TcpListener,
@@ -359,47 +355,6 @@ async fn serve_http(
         warn!("HTTP connections still open 10 s after shutdown began; stopping without them");
     }
     Ok(())
-}
-
-/// Replies 429 to one request on a connection past the HTTP connection limit and closes it.
-async fn refuse_http(stream: TcpStream, max_connections: usize) {
-    serve_refusal(stream, move || {
-        crate::http::too_many_connections(max_connections)
-    })
-    .await;
-}
-
-/// Replies `RESOURCE_EXHAUSTED`, as for a full write queue, to the requests of a connection past
-/// the gRPC connection limit until [`REFUSAL_TIMEOUT`] passes.
-async fn refuse_grpc(stream: TcpStream, max_connections: usize) {
-    serve_refusal(stream, move || {
-        tonic::Status::resource_exhausted(format!(
-            "server overloaded: {max_connections} gRPC connections are open, the maximum; retry \
-             later or reuse a connection"
-        ))
-        .into_http::<axum::body::Body>()
-    })
-    .await;
-}
-
-/// Serves `respond()` to every request of a refused connection, over HTTP/1 (one request, then
-/// close) or HTTP/2, for at most [`REFUSAL_TIMEOUT`].
-async fn serve_refusal(
-    stream: TcpStream,
-    respond: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
-) {
-    let refuse = tower::service_fn(move |_request| {
-        let response = respond();
-        async move { Ok::<_, std::convert::Infallible>(response) }
-    });
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder.http1().keep_alive(false);
-    let connection = builder.serve_connection(
-        hyper_util::rt::TokioIo::new(stream),
-        hyper_util::service::TowerToHyperService::new(refuse),
-    );
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, connection).await;
 }
 
 /// Serves gRPC with tonic. A connection past the connection limit gets `RESOURCE_EXHAUSTED`

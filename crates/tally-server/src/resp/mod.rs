@@ -48,7 +48,8 @@ const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";
 pub struct Limits {
     /// How long a connection may stay silent before it is closed.
     pub idle_timeout: Duration,
-    /// Connections open at once; one more gets [`MAX_CLIENTS_REACHED`] and is closed.
+    /// Connections open at once; one more gets Redis's "max number of clients reached" error
+    /// and is closed.
     pub max_connections: usize,
 }
 
