@@ -1,6 +1,6 @@
-//! Commands about the namespace as a whole on the Redis protocol: `TYPE`, `DBSIZE`, `SCAN`,
-//! `KEYS` and `INFO`, driven by redis-cli and the redis-rs client, and compared with a real
-//! Redis server where Redis defines the reply.
+//! Commands about keys and the namespace as a whole on the Redis protocol: `TYPE`, `TTL`, `DBSIZE`,
+//! `SCAN`, `KEYS`, `INFO` and `UNLINK`, driven by redis-cli and the redis-rs client, and compared with a
+//! real Redis server where Redis defines the reply.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -265,4 +265,45 @@ async fn keys_refuses_more_than_its_limit() {
         .unwrap();
     assert_eq!(some.len(), 10_000);
     assert_eq!(redis_cli(&server, &["DBSIZE"]), "100001");
+}
+
+#[test]
+fn timeouts_and_unlink_match_redis() {
+    let tally = TestServer::start();
+    let redis = RedisServer::start();
+    let commands: &[&[&str]] = &[
+        &["INCR", "a"],
+        &["TTL", "a"],
+        &["TTL", "missing"],
+        &["PTTL", "a"],
+        &["PTTL", "missing"],
+        &["PERSIST", "a"],
+        &["PERSIST", "missing"],
+        &["TTL"],
+        &["PERSIST", "a", "b"],
+        &["EXPIRE", "a"],
+        &["UNLINK", "a", "missing"],
+        &["UNLINK"],
+    ];
+    for command in commands {
+        let from_tally = redis_cli(&tally, command);
+        let from_redis = redis_cli_at(&redis.address, command);
+        assert_eq!(from_tally, from_redis, "{command:?}");
+    }
+}
+
+#[test]
+fn expire_is_rejected() {
+    let tally = TestServer::start();
+    redis_cli(&tally, &["INCR", "a"]);
+    for command in ["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"] {
+        let reply = redis_cli(&tally, &[command, "a", "10"]);
+        assert!(
+            reply.starts_with(&format!(
+                "ERR {command} is not supported: Tally counters never expire"
+            )),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(redis_cli(&tally, &["TTL", "a"]), "-1");
 }

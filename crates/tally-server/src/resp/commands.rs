@@ -205,7 +205,7 @@ pub async fn execute_other(
             Reply::Array(args.iter().map(|key| get(service, session, key)).collect())
         }
         ("EXISTS", n) if n >= 1 => exists(service, session, args),
-        ("DEL", n) if n >= 1 => delete(service, session, args).await,
+        ("DEL" | "UNLINK", n) if n >= 1 => delete(service, session, args).await,
         ("SELECT", 1) => match parse_delta(&args[0]) {
             Ok(0) => Reply::Simple("OK"),
             Ok(_) => Reply::error("ERR DB index is out of range"),
@@ -214,6 +214,13 @@ pub async fn execute_other(
         ("COMMAND", _) => Reply::Array(Vec::new()),
         ("CONFIG", n) if n >= 1 => connection::config(args),
         ("TYPE", 1) => keyspace::type_of(service, session, &args[0]),
+        ("TTL" | "PTTL", 1) => keyspace::time_to_live(service, session, &args[0]),
+        // Redis replies 0 when the key has no timeout to remove, and a counter never has one.
+        ("PERSIST", 1) => Reply::Integer(0),
+        ("EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT", 2..) => Reply::error(format!(
+            "ERR {name} is not supported: Tally counters never expire; clear a counter with DEL \
+             or TALLY.CLEAR"
+        )),
         ("DBSIZE", 0) => keyspace::size(service, session),
         ("SCAN", n) if n >= 1 => keyspace::scan(service, session, args).await,
         ("KEYS", 1) => keyspace::keys(service, session, &args[0]).await,
@@ -238,7 +245,7 @@ pub async fn execute_other(
 }
 
 /// The commands that [`execute_other`] implements.
-const OTHER_COMMANDS: [&str; 17] = [
+const OTHER_COMMANDS: [&str; 25] = [
     "PING",
     "ECHO",
     "HELLO",
@@ -246,10 +253,18 @@ const OTHER_COMMANDS: [&str; 17] = [
     "MGET",
     "EXISTS",
     "DEL",
+    "UNLINK",
     "SELECT",
     "COMMAND",
     "CONFIG",
     "TYPE",
+    "TTL",
+    "PTTL",
+    "PERSIST",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
     "DBSIZE",
     "SCAN",
     "KEYS",

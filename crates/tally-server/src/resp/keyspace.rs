@@ -1,5 +1,5 @@
-//! Commands that look at the connection's namespace as a whole: `TYPE`, `DBSIZE`, `SCAN` and
-//! `KEYS`. To a Redis client, every counter is a key of type `string`.
+//! Commands that look at the connection's namespace as a whole: `TYPE`, `TTL`, `DBSIZE`, `SCAN`
+//! and `KEYS`. To a Redis client, every counter is a key of type `string` without a timeout.
 
 use super::commands::{Session, get};
 use super::glob;
@@ -18,6 +18,16 @@ pub fn type_of(service: &Service, session: &Session, key: &[u8]) -> Reply {
     match get(service, session, key) {
         Reply::Bulk(_) => Reply::Simple("string"),
         Reply::Nil => Reply::Simple("none"),
+        error => error,
+    }
+}
+
+/// Executes `TTL key` and `PTTL key`: -1 for a counter, because counters never expire, and -2
+/// for a key that is not one, as in Redis.
+pub fn time_to_live(service: &Service, session: &Session, key: &[u8]) -> Reply {
+    match get(service, session, key) {
+        Reply::Bulk(_) => Reply::Integer(-1),
+        Reply::Nil => Reply::Integer(-2),
         error => error,
     }
 }
