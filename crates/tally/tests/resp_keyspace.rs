@@ -1,6 +1,6 @@
-//! Commands about keys and the namespace as a whole on the Redis protocol: `TYPE`, `TTL`, `DBSIZE`,
-//! `SCAN`, `KEYS`, `INFO` and `UNLINK`, driven by redis-cli and the redis-rs client, and compared with a
-//! real Redis server where Redis defines the reply.
+//! Commands about keys and the namespace as a whole on the Redis protocol: `TYPE`, `TTL`,
+//! `DBSIZE`, `SCAN`, `KEYS`, `INFO` and `UNLINK`, driven by redis-cli and the redis-rs client,
+//! and compared with a real Redis server where Redis defines the reply.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
