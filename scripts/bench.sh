@@ -108,7 +108,7 @@ install_missing_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" ||
         die "apt-get install ${packages[*]} failed; install them by hand"
     # The Debian package starts a cluster of its own; this script never touches it.
-    # NOTE: only the Redis packages have been installed this way so far; the PostgreSQL steps
+    # NOTE: only the Redis packages have been installed this way so far. The PostgreSQL steps
     # have not run, because PostgreSQL was already installed wherever this script ran.
     find_postgres
     if ! command -v pgbench >/dev/null; then

@@ -1,5 +1,5 @@
 //! A cap on the connections that one front end keeps open at once, so that a flood of
-//! connections cannot grow the server's memory without bound. Each front end refuses a
+//! connections cannot grow the server's memory without bound. Each front end rejects a
 //! connection past its cap in its own protocol and closes it.
 
 use std::io;
@@ -17,20 +17,20 @@ use tracing::warn;
 /// default `maxclients`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
-/// How long a connection refused at the HTTP or gRPC connection limit may take to send its
-/// requests and read the refusals.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection rejected at the HTTP or gRPC connection limit may take to send its
+/// requests and read the rejections.
+const REJECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Refusals are logged at most this often, so that a flood of connections does not flood the
+/// Rejections are logged at most this often, so that a flood of connections does not flood the
 /// log.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The open connections of one front end, up to a maximum.
 pub struct ConnectionLimit {
     front_end: &'static str,
     max_connections: usize,
     permits: Arc<Semaphore>,
-    num_refused_since_log: u64,
+    num_rejected_since_log: u64,
     logged_at: Option<Instant>,
 }
 
@@ -43,7 +43,7 @@ impl ConnectionLimit {
             front_end,
             max_connections,
             permits: Arc::new(Semaphore::new(max_connections)),
-            num_refused_since_log: 0,
+            num_rejected_since_log: 0,
             logged_at: None,
         }
     }
@@ -53,34 +53,34 @@ impl ConnectionLimit {
     }
 
     /// Admits a new connection, which stays counted until the returned permit is dropped.
-    /// Returns `None`, and counts a refusal, when the front end has its maximum open.
+    /// Returns `None`, and counts a rejection, when the front end has its maximum open.
     pub fn admit(&mut self) -> Option<OwnedSemaphorePermit> {
         match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
-                self.record_refusal();
+                self.record_rejection();
                 None
             }
         }
     }
 
-    fn record_refusal(&mut self) {
-        self.num_refused_since_log += 1;
+    fn record_rejection(&mut self) {
+        self.num_rejected_since_log += 1;
         let now = Instant::now();
         if self
             .logged_at
-            .is_some_and(|logged_at| now - logged_at < REFUSAL_LOG_INTERVAL)
+            .is_some_and(|logged_at| now - logged_at < REJECTION_LOG_INTERVAL)
         {
             return;
         }
         warn!(
             front_end = self.front_end,
-            num_refused = self.num_refused_since_log,
+            num_rejected = self.num_rejected_since_log,
             max_connections = self.max_connections,
-            "refused connections because the front end has its maximum open; raise the limit \
-             if the clients are expected"
+            "rejected connections because the front end has its maximum open; raise \
+             --max-connections if the clients are expected"
         );
-        self.num_refused_since_log = 0;
+        self.num_rejected_since_log = 0;
         self.logged_at = Some(now);
     }
 }
@@ -149,19 +149,19 @@ impl tonic::transport::server::Connected for AdmittedStream {
 }
 
 /// Replies 429 to one request on a connection past the HTTP connection limit and closes it.
-pub(crate) async fn refuse_http(stream: TcpStream, max_connections: usize) {
-    serve_refusal(stream, move || {
+pub(crate) async fn reject_http(stream: TcpStream, max_connections: usize) {
+    serve_rejection(stream, move || {
         crate::http::too_many_connections(max_connections)
     })
     .await;
 }
 
 /// Replies `RESOURCE_EXHAUSTED`, as for a full write queue, to the requests of a connection past
-/// the gRPC connection limit until [`REFUSAL_TIMEOUT`] passes.
-pub(crate) async fn refuse_grpc(stream: TcpStream, max_connections: usize) {
-    serve_refusal(stream, move || {
+/// the gRPC connection limit until [`REJECTION_TIMEOUT`] passes.
+pub(crate) async fn reject_grpc(stream: TcpStream, max_connections: usize) {
+    serve_rejection(stream, move || {
         tonic::Status::resource_exhausted(format!(
-            "server overloaded: {max_connections} gRPC connections are open, the maximum; retry \
+            "server overloaded: {max_connections} gRPC connections are open, the maximum. Retry \
              later or reuse a connection"
         ))
         .into_http::<axum::body::Body>()
@@ -169,13 +169,13 @@ pub(crate) async fn refuse_grpc(stream: TcpStream, max_connections: usize) {
     .await;
 }
 
-/// Serves `respond()` to every request of a refused connection, over HTTP/1 (one request, then
-/// close) or HTTP/2, for at most [`REFUSAL_TIMEOUT`].
-async fn serve_refusal(
+/// Serves `respond()` to every request of a rejected connection, over HTTP/1 (one request, then
+/// close) or HTTP/2, for at most [`REJECTION_TIMEOUT`].
+async fn serve_rejection(
     stream: TcpStream,
     respond: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
 ) {
-    let refuse = tower::service_fn(move |_request| {
+    let reject = tower::service_fn(move |_request| {
         let response = respond();
         async move { Ok::<_, std::convert::Infallible>(response) }
     });
@@ -184,9 +184,9 @@ async fn serve_refusal(
     builder.http1().keep_alive(false);
     let connection = builder.serve_connection(
         hyper_util::rt::TokioIo::new(stream),
-        hyper_util::service::TowerToHyperService::new(refuse),
+        hyper_util::service::TowerToHyperService::new(reject),
     );
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, connection).await;
+    let _ = tokio::time::timeout(REJECTION_TIMEOUT, connection).await;
 }
 
 #[cfg(test)]
@@ -198,8 +198,8 @@ mod tests {
         let mut limit = ConnectionLimit::new("test", 2);
         let first = limit.admit();
         let second = limit.admit();
-        assert!(first.is_some(), "the first connection was refused");
-        assert!(second.is_some(), "the second connection was refused");
+        assert!(first.is_some(), "the first connection was rejected");
+        assert!(second.is_some(), "the second connection was rejected");
         assert!(limit.admit().is_none(), "a third connection was admitted");
 
         drop(first);

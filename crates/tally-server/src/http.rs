@@ -146,15 +146,14 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The response to a connection past the HTTP front end's connection limit: 429 `overloaded`,
-/// as for a full write queue.
+/// Builds the response to a connection past the HTTP front end's connection limit: 429
+/// `overloaded`, as for a full write queue.
 pub(crate) fn too_many_connections(max_connections: usize) -> Response {
     let message = format!(
-        "server overloaded: {max_connections} HTTP connections are open, the maximum; retry \
+        "server overloaded: {max_connections} HTTP connections are open, the maximum. Retry \
          later or reuse a connection"
     );
-    let body = json!({ "error": { "code": "overloaded", "message": message } });
-    (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message).into_response()
 }
 
 fn error_body(error: &ServiceError) -> Value {

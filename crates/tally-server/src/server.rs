@@ -3,7 +3,7 @@
 
 use crate::Service;
 use crate::clock::SystemClock;
-use crate::connection_limit::{AdmittedStream, ConnectionLimit, refuse_grpc, refuse_http};
+use crate::connection_limit::{AdmittedStream, ConnectionLimit, reject_grpc, reject_http};
 use crate::grpc::GrpcService;
 use crate::service::DEFAULT_WRITE_QUEUE_CAPACITY;
 use std::future::Future;
@@ -312,7 +312,7 @@ async fn serve_http(
     let mut limit = ConnectionLimit::new("http", max_connections);
     let mut serve_connection = |stream: TcpStream| {
         let Some(permit) = limit.admit() else {
-            tokio::spawn(refuse_http(stream, limit.max_connections()));
+            tokio::spawn(reject_http(stream, limit.max_connections()));
             return;
         };
         let io = hyper_util::rt::TokioIo::new(stream);
@@ -358,7 +358,7 @@ async fn serve_http(
 }
 
 /// Serves gRPC with tonic. A connection past the connection limit gets `RESOURCE_EXHAUSTED`
-/// from [`refuse_grpc`] instead.
+/// from [`reject_grpc`] instead.
 async fn serve_grpc(
     listener: TcpListener,
     service: Service,
@@ -372,7 +372,7 @@ async fn serve_grpc(
                 Ok(stream) => match limit.admit() {
                     Some(permit) => Some(Ok(AdmittedStream::new(stream, permit))),
                     None => {
-                        tokio::spawn(refuse_grpc(stream, limit.max_connections()));
+                        tokio::spawn(reject_grpc(stream, limit.max_connections()));
                         None
                     }
                 },

@@ -825,10 +825,10 @@ mod cases {
         let expired: Vec<StoredEvent> = (1..=25_001)
             .map(|id| event(10, at(1), id, add(1), &format!("old-{id}")))
             .collect();
-        let kept: Vec<StoredEvent> = (25_002..=25_100)
+        let live: Vec<StoredEvent> = (25_002..=25_100)
             .map(|id| event(10, at(120), id, add(1), &format!("new-{id}")))
             .collect();
-        for events in expired.chunks(5_000).chain([kept.as_slice()]) {
+        for events in expired.chunks(5_000).chain([live.as_slice()]) {
             store.append(&batch(1, events, &[])).unwrap();
         }
 

@@ -44,8 +44,8 @@ pub struct ServeArgs {
     #[arg(long, env = "TALLY_RESP_IDLE_TIMEOUT_SECONDS")]
     resp_idle_timeout_seconds: Option<u64>,
 
-    /// Connections that each front end (HTTP, gRPC, Redis protocol) keeps open at once; one
-    /// more is refused in the front end's protocol and closed [default: 10000]
+    /// Connections that each front end (HTTP, gRPC, Redis protocol) keeps open at once. One
+    /// more gets an overload error in the front end's protocol and is closed [default: 10000]
     #[arg(long, env = "TALLY_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
 
@@ -141,7 +141,10 @@ fn resolve(args: &ServeArgs) -> Result<ServerConfig> {
         config.resp_idle_timeout = Duration::from_secs(seconds);
     }
     if let Some(max_connections) = args.max_connections.or(file.max_connections) {
-        anyhow::ensure!(max_connections > 0, "max_connections must be at least 1");
+        anyhow::ensure!(
+            max_connections > 0,
+            "invalid max_connections: must be at least 1, got 0"
+        );
         config.max_connections = max_connections;
     }
 

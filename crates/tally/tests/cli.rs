@@ -168,6 +168,28 @@ fn serve_rejects_bad_config_file() {
     assert!(stderr.contains("data_dri"), "{stderr}");
 }
 
+#[test]
+fn serve_rejects_zero_max_connections() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["serve", "--max-connections", "0", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid max_connections: must be at least 1, got 0"),
+        "{stderr}"
+    );
+    assert!(
+        !data_dir.try_exists().unwrap(),
+        "the rejected start created the data directory"
+    );
+}
+
 /// Fires `count` concurrent adds over separate connections; returns (applied, rejected as
 /// overloaded).
 async fn burst(server: &TestServer, counter: &str, count: usize) -> (i64, i64) {

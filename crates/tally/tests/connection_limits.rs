@@ -1,5 +1,5 @@
 //! `--max-connections` on the HTTP and gRPC front ends: one connection past the limit is
-//! refused (HTTP with 429 through curl, gRPC with `RESOURCE_EXHAUSTED`), the open ones keep
+//! rejected (HTTP with 429 through curl, gRPC with `RESOURCE_EXHAUSTED`), the open ones keep
 //! working, and a closed one makes room. The Redis protocol's limit is tested in `resp.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -65,7 +65,7 @@ fn eventually(what: &str, mut attempt: impl FnMut() -> bool) {
 }
 
 #[test]
-fn http_refuses_one_more_with_429() {
+fn http_rejects_one_more_with_429() {
     let server = start_with_max_connections(2);
     let first = open_http_connection(&server);
     let _second = open_http_connection(&server);
@@ -82,7 +82,7 @@ fn http_refuses_one_more_with_429() {
 }
 
 #[tokio::test]
-async fn grpc_refuses_one_more() {
+async fn grpc_rejects_one_more() {
     let server = start_with_max_connections(2);
     let mut first = Grpc::connect(&server.grpc.clone()).await;
     let mut second = Grpc::connect(&server.grpc.clone()).await;
@@ -93,9 +93,9 @@ async fn grpc_refuses_one_more() {
 
     let mut third = tally_server::proto::tally_client::TallyClient::connect(server.grpc.clone())
         .await
-        .expect("the refused connection did not complete the HTTP/2 handshake");
-    let refused = third.list_namespaces(ListNamespacesRequest {}).await;
-    let status = refused.expect_err("a third gRPC connection was served");
+        .expect("the rejected connection did not complete the HTTP/2 handshake");
+    let rejected = third.list_namespaces(ListNamespacesRequest {}).await;
+    let status = rejected.expect_err("a third gRPC connection was served");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     assert!(
         status.message().contains("2 gRPC connections are open"),
@@ -104,7 +104,7 @@ async fn grpc_refuses_one_more() {
     let listed = second.inner().list_namespaces(ListNamespacesRequest {});
     assert!(
         listed.await.is_ok(),
-        "an admitted client failed after the refusal"
+        "an admitted client failed after the rejection"
     );
 
     drop(first);

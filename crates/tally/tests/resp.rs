@@ -644,14 +644,14 @@ fn open_pinged(server: &TestServer) -> TcpStream {
 }
 
 #[test]
-fn max_clients_refuses_one_more() {
+fn max_clients_rejects_one_more() {
     let server = TestServer::start_with(Vec::new(), vec!["--max-connections".into(), "2".into()]);
     let first = open_pinged(&server);
     let mut second = open_pinged(&server);
 
     let (reply, closed) = raw_exchange(&server, b"PING\r\n");
     assert_eq!(reply, "-ERR max number of clients reached\r\n");
-    assert!(closed, "the refused connection stayed open");
+    assert!(closed, "the rejected connection stayed open");
 
     // The open connections keep working, and closing one makes room for a new one.
     second.write_all(b"INCR c\r\n").unwrap();

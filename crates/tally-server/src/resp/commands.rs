@@ -36,7 +36,7 @@ pub enum Command {
 pub enum TransactionCommand {
     Multi,
     Exec,
-    /// `EXEC` with arguments, which Redis answers by discarding the transaction, if any.
+    /// `EXEC` with arguments, to which Redis replies by discarding the transaction, if any.
     ExecWithArguments,
     Discard,
     Watch,

@@ -114,10 +114,9 @@ pub fn config(args: &[Vec<u8>]) -> Reply {
     }
 }
 
-/// Returns the parameters that any argument names. As in Redis 7.0, an argument without `*`,
-/// `?` or `[` is a parameter name, echoed as the client spelled it; any other argument is a
-/// glob pattern that returns the names it matches. Both ignore case, and each parameter is
-/// returned once.
+/// Returns the parameters that any argument names, each once. As in Redis 7.0, an argument
+/// without `*`, `?` or `[` is a parameter name, echoed as the client spelled it. Any other
+/// argument is a glob pattern that returns the names it matches. Both ignore case.
 fn config_get(arguments: &[Vec<u8>]) -> Reply {
     let mut entries: Vec<(Reply, Reply)> = Vec::new();
     let mut returned = [false; CONFIG_PARAMETERS.len()];

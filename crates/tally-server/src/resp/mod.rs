@@ -68,7 +68,7 @@ pub async fn serve(
     let mut spawn_connection =
         |connections: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr| {
             let Some(permit) = limit.admit() else {
-                tokio::spawn(refuse_connection(stream));
+                tokio::spawn(reject_connection(stream));
                 return;
             };
             let service = service.clone();
@@ -114,7 +114,7 @@ pub async fn serve(
 /// Sends Redis's "max number of clients reached" error and closes the connection, then discards
 /// what the client still sends for up to [`STOP_LINGER`], so that closing does not reset the
 /// connection before the client reads the error.
-async fn refuse_connection(mut stream: TcpStream) {
+async fn reject_connection(mut stream: TcpStream) {
     let closed = tokio::time::timeout(STOP_LINGER, async {
         stream.write_all(MAX_CLIENTS_REACHED).await?;
         stream.shutdown().await

@@ -46,7 +46,7 @@ pub enum Step {
 }
 
 impl Transaction {
-    /// Queues a command of the open transaction, or returns the step that it asks for.
+    /// Queues a command of the open transaction, or returns the step that the command requests.
     pub fn receive(&mut self, command: Command) -> Step {
         let transaction_command = match command {
             Command::Change { change, reply_with } => {
@@ -143,8 +143,8 @@ pub fn outside(command: TransactionCommand, transaction: &mut Option<Transaction
         TransactionCommand::ExecWithArguments => exec_with_arguments(),
         TransactionCommand::Discard => Reply::error("ERR DISCARD without MULTI"),
         TransactionCommand::Watch => Reply::error(
-            "ERR WATCH is not supported: Tally has no check-and-set; MULTI and EXEC commit \
-             adds and clears together without it",
+            "ERR WATCH is not supported, because Tally has no check-and-set. MULTI and EXEC \
+             commit adds and clears together without it",
         ),
         TransactionCommand::Unwatch => Reply::Simple("OK"),
     }
