@@ -26,6 +26,7 @@ pub mod rollup;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod token_filter;
 pub mod writer;
 
 pub use error::ServiceError;

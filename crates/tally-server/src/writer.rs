@@ -9,11 +9,13 @@ use crate::ServiceError;
 use crate::clock::Clock;
 use crate::counters::{CounterEntry, Location};
 use crate::state::{CounterKey, NamespaceEntry, SharedState};
+use crate::token_filter::TokenFilter;
 use hashbrown::{Equivalent, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tally_core::{
     CounterName, CounterState, EventId, EventKey, EventKind, EventTime, IdempotencyToken,
+    NamespaceConfig,
 };
 use tally_storage::{AppendBatch, CounterId, CounterRecord, EventStore, StoredEvent, TokenRecord};
 use tokio::sync::{mpsc, oneshot};
@@ -102,11 +104,35 @@ pub fn start(
     last_counter_id: CounterId,
     queue_capacity: usize,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    let token_filter = TokenFilter::start(
+        Arc::clone(&store),
+        maximum_idempotency_window(&state),
+        clock.now(),
+    );
+    start_with_filter(
+        store,
+        state,
+        clock,
+        (last_event_id, last_counter_id),
+        queue_capacity,
+        token_filter,
+    )
+}
+
+fn start_with_filter(
+    store: Arc<dyn EventStore>,
+    state: Arc<SharedState>,
+    clock: Arc<dyn Clock>,
+    (last_event_id, last_counter_id): (EventId, CounterId),
+    queue_capacity: usize,
+    token_filter: TokenFilter,
+) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel(queue_capacity);
     let mut writer = Writer {
         store,
         state,
         clock,
+        token_filter,
         last_event_id,
         last_counter_id,
     };
@@ -120,6 +146,8 @@ struct Writer {
     store: Arc<dyn EventStore>,
     state: Arc<SharedState>,
     clock: Arc<dyn Clock>,
+    /// Which tokens the store may hold, so that new tokens skip the store lookup.
+    token_filter: TokenFilter,
     last_event_id: EventId,
     last_counter_id: CounterId,
 }
@@ -234,6 +262,9 @@ impl Writer {
 
     fn commit_group(&mut self, commands: Vec<WriteCommand>, num_changes: usize) {
         let now = self.clock.now();
+        let state = &self.state;
+        self.token_filter
+            .maintain(now, || maximum_idempotency_window(state));
         let mut pending = PendingCommit::with_capacity(num_changes);
         let mut decided: Vec<(Vec<Decision>, oneshot::Sender<_>)> = Vec::new();
         let mut barriers = Vec::new();
@@ -486,6 +517,8 @@ impl Writer {
 
         let token_text = match change.token {
             Some(token) => {
+                let hash = self.token_filter.hash(namespace_id, entry.id, &token.token);
+                self.token_filter.insert(hash, event_key.time);
                 let record = TokenRecord {
                     event_id: event_key.id,
                     event_time: event_key.time,
@@ -524,6 +557,10 @@ impl Writer {
     ) -> Result<Option<(TokenRecord, bool)>, ServiceError> {
         if let Some(record) = pending.tokens.get(&TokenKeyRef(counter_id, token)) {
             return Ok(Some((*record, true)));
+        }
+        let hash = self.token_filter.hash(namespace_id, counter_id, token);
+        if !self.token_filter.may_contain(hash) {
+            return Ok(None);
         }
         let stored = self
             .store
@@ -571,6 +608,17 @@ impl Writer {
         );
         Ok(tally_core::Fold::default().with_events(&events).sum)
     }
+}
+
+/// Returns the maximum idempotency window of all namespaces. Tokens older than that may be
+/// forgotten everywhere.
+fn maximum_idempotency_window(state: &SharedState) -> i64 {
+    state
+        .all_namespaces()
+        .iter()
+        .map(|entry| entry.record().config.idempotency_window_seconds)
+        .max()
+        .unwrap_or(NamespaceConfig::default().idempotency_window_seconds)
 }
 
 fn command_size(command: &WriteCommand) -> usize {
@@ -648,6 +696,97 @@ mod tests {
         }
         assert_eq!(tokens.get(&TokenKeyRef(1, "t0")), None);
         assert_eq!(tokens.get(&TokenKeyRef(0, "t")), None);
+    }
+
+    /// With the stored tokens loaded into the filter, a retry of a change made before the start
+    /// is still recognised, a conflicting one is still rejected, and new tokens apply.
+    #[test]
+    fn stored_tokens_found_through_filter() {
+        let now = EventTime::from_micros(1_700_000_000_000_000);
+        let store = Arc::new(MemoryStore::new());
+        let record = NamespaceRecord {
+            id: 1,
+            name: NamespaceName::parse("default").unwrap(),
+            config: NamespaceConfig::default(),
+            sealed_until: EventTime::from_micros(0),
+        };
+        store.put_namespace(&record).unwrap();
+        let stored_key = EventKey { time: now, id: 1 };
+        store
+            .append(&AppendBatch {
+                events: vec![(
+                    1,
+                    StoredEvent {
+                        counter_id: 1,
+                        key: stored_key,
+                        kind: EventKind::Add { delta: 5 },
+                        token: Some("before".into()),
+                    },
+                )],
+                new_counters: vec![CounterRecord {
+                    id: 1,
+                    namespace_id: 1,
+                    name: CounterName::parse("a").unwrap(),
+                }],
+                last_event_id: 1,
+                last_counter_id: 1,
+            })
+            .unwrap();
+        let state = Arc::new(SharedState::default());
+        let counter_state = CounterState {
+            value: 5,
+            latest_clear: None,
+            latest_event: Some(stored_key),
+        };
+        state.counters.insert(
+            1,
+            "a",
+            CounterEntry {
+                id: 1,
+                state: counter_state,
+            },
+        );
+        let filter = TokenFilter::loaded(store.as_ref(), 3600, now);
+        let clock = Arc::new(ManualClock::new(now.plus_seconds(1)));
+        let (writer, thread) =
+            start_with_filter(store, Arc::clone(&state), clock, (1, 1), 16, filter).unwrap();
+        let namespace = Arc::new(NamespaceEntry::new(record));
+        let change = |token: &str, delta: i64| ChangeRequest {
+            namespace: Arc::clone(&namespace),
+            counter: CounterName::parse("a").unwrap(),
+            kind: EventKind::Add { delta },
+            token: Some(IdempotencyToken {
+                token: token.into(),
+                event_time: now,
+                client_time: true,
+            }),
+            received_at: now,
+        };
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcomes = runtime
+            .block_on(writer.submit(vec![
+                change("before", 5),
+                change("before", 6),
+                change("after", 2),
+            ]))
+            .unwrap();
+        drop(writer);
+        thread.join().unwrap();
+
+        let retry = outcomes[0].clone().unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.event_id, retry.value), (1, 5));
+        assert!(matches!(
+            outcomes[1],
+            Err(ServiceError::TokenConflict { .. })
+        ));
+        let new = outcomes[2].clone().unwrap();
+        assert!(!new.duplicate);
+        assert_eq!(new.value, 7);
+        assert_eq!(state.counters.get(1, "a").map(|e| e.state.value), Some(7));
     }
 
     /// A token sent twice in one group commit applies once. The same token on another counter

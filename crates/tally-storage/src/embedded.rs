@@ -12,7 +12,8 @@ use crate::error::read_failed;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
-    NamespaceRecord, RecoveredState, ScannedCounter, StoredEvent, TokenRecord, bucket_of, slice_of,
+    NamespaceRecord, RecoveredState, ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
+    bucket_of, slice_of,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{BTreeMap, HashMap};
@@ -503,6 +504,20 @@ impl EventStore for EmbeddedStore {
             None => Ok(None),
             Some(value) => encoding::decode_token(&value).map(Some),
         }
+    }
+
+    fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError> {
+        for item in self.tokens.iter() {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            let (namespace_id, counter_id, token) = encoding::decode_token_key(&key)?;
+            visit(ScannedToken {
+                namespace_id,
+                counter_id,
+                token,
+                event_time: encoding::decode_token(&value)?.event_time,
+            });
+        }
+        Ok(())
     }
 
     fn scan_events(

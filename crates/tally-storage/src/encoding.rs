@@ -344,6 +344,14 @@ pub fn token_key(namespace_id: NamespaceId, counter_id: CounterId, token: &str) 
     out
 }
 
+/// Splits a key made by [`token_key`] into its namespace, counter and token.
+pub fn decode_token_key(key: &[u8]) -> Result<(NamespaceId, CounterId, &str), StorageError> {
+    let mut reader = Reader::new("tokens", key);
+    let namespace_id = reader.u32()?;
+    let counter_id = reader.u64()?;
+    Ok((namespace_id, counter_id, reader.rest_utf8()?))
+}
+
 pub fn token_value(record: &TokenRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(25);
     out.extend_from_slice(&encode_ordered_i64(record.event_time.as_micros()));

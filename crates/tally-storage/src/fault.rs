@@ -9,7 +9,7 @@ use crate::StorageError;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState,
-    ScannedCounter, StoredEvent, TokenRecord,
+    ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
 };
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -67,6 +67,10 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
         token: &str,
     ) -> Result<Option<TokenRecord>, StorageError> {
         self.inner.find_token(namespace_id, counter_id, token)
+    }
+
+    fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError> {
+        self.inner.scan_tokens(visit)
     }
 
     fn scan_events(

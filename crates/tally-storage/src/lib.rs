@@ -25,6 +25,6 @@ pub use memory::MemoryStore;
 pub use traits::EventStore;
 pub use types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
-    NamespaceRecord, RecoveredState, SLICE_SECONDS, ScannedCounter, StoredEvent, TokenRecord,
-    bucket_of, slice_of,
+    NamespaceRecord, RecoveredState, SLICE_SECONDS, ScannedCounter, ScannedToken, StoredEvent,
+    TokenRecord, bucket_of, slice_of,
 };

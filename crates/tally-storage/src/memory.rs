@@ -6,7 +6,7 @@ use crate::StorageError;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, NamespaceId, NamespaceRecord,
-    RecoveredState, ScannedCounter, StoredEvent, TokenRecord, bucket_of,
+    RecoveredState, ScannedCounter, ScannedToken, StoredEvent, TokenRecord, bucket_of,
 };
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -142,6 +142,19 @@ impl EventStore for MemoryStore {
             .tokens
             .get(&(namespace_id, counter_id, token.to_owned()))
             .copied())
+    }
+
+    fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError> {
+        let inner = self.lock()?;
+        for ((namespace_id, counter_id, token), record) in &inner.tokens {
+            visit(ScannedToken {
+                namespace_id: *namespace_id,
+                counter_id: *counter_id,
+                token,
+                event_time: record.event_time,
+            });
+        }
+        Ok(())
     }
 
     fn scan_events(

@@ -3,7 +3,7 @@
 use crate::StorageError;
 use crate::types::{
     AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState,
-    ScannedCounter, StoredEvent, TokenRecord,
+    ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
 };
 use std::ops::RangeInclusive;
 use tally_core::EventTime;
@@ -40,6 +40,10 @@ pub trait EventStore: Send + Sync + 'static {
         counter_id: CounterId,
         token: &str,
     ) -> Result<Option<TokenRecord>, StorageError>;
+
+    /// Visits every stored token of every namespace, in no particular order, from a snapshot.
+    /// The writer reads them once after a start, to learn which tokens it must look up.
+    fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError>;
 
     /// Visits the events of a namespace with `from <= time < until` in (time, event ID) order.
     fn scan_events(

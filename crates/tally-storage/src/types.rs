@@ -46,6 +46,15 @@ pub struct ScannedCounter<'a> {
     pub checkpoint: Option<Checkpoint>,
 }
 
+/// A stored token as a scan of the token index reads it, without copying the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScannedToken<'a> {
+    pub namespace_id: NamespaceId,
+    pub counter_id: CounterId,
+    pub token: &'a str,
+    pub event_time: EventTime,
+}
+
 /// One event of the log with what identifies its counter and its retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {

@@ -846,6 +846,45 @@ mod cases {
         assert_eq!(store.expire_tokens(1, at(60)).unwrap(), 0);
     }
 
+    /// Every token of every namespace is visited once, with its event time; expired tokens
+    /// are not.
+    pub fn scan_tokens_visits_every_token(store: &dyn EventStore) {
+        let first = [
+            event(10, at(0), 1, add(1), "expired"),
+            event(10, at(60), 2, add(1), "kept"),
+            event(11, at(61), 3, EventKind::Clear, "kept"),
+        ];
+        let mut untokened = event(11, at(62), 4, add(1), "unused");
+        untokened.token = None;
+        let second = [event(10, at(30), 5, add(1), "ünïcode")];
+        store.append(&batch(1, &first, &[])).unwrap();
+        store.append(&batch(1, &[untokened], &[])).unwrap();
+        store.append(&batch(2, &second, &[])).unwrap();
+        store.expire_tokens(1, at(60)).unwrap();
+
+        let mut visited = Vec::new();
+        store
+            .scan_tokens(&mut |token| {
+                visited.push((
+                    token.namespace_id,
+                    token.counter_id,
+                    token.token.to_owned(),
+                    token.event_time,
+                ))
+            })
+            .unwrap();
+        visited.sort();
+
+        assert_eq!(
+            visited,
+            vec![
+                (1, 10, "kept".to_owned(), at(60)),
+                (1, 11, "kept".to_owned(), at(61)),
+                (2, 10, "ünïcode".to_owned(), at(30)),
+            ]
+        );
+    }
+
     /// Creates the counters that the `list_counters` cases read.
     fn create_listed_counters(store: &dyn EventStore) {
         let first = ["b", "zähler", "a", "a/b", "Z", "aa"];
@@ -1083,6 +1122,7 @@ macro_rules! conformance_suite {
                 read_checkpoints_matches_single_reads,
                 expire_tokens_before_bound,
                 expire_many_tokens,
+                scan_tokens_visits_every_token,
                 list_counters_byte_order,
                 list_counters_after_excludes_name,
                 list_counters_respects_limit,

@@ -7,7 +7,7 @@ mod common;
 use common::TestServer;
 use common::frontend::{Http, segment};
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,6 +183,70 @@ async fn kill9_loses_nothing_and_counts_once() {
         let mut guard = server.lock().await;
         guard.restart();
         *base.write().await = guard.http.clone();
+    }
+}
+
+/// Sends an add with a token and returns the status and body.
+async fn add_with_token(
+    http: &Http,
+    counter: &str,
+    delta: i64,
+    (token, generation_time): (&str, &str),
+) -> (u16, Value) {
+    let body = json!({
+        "delta": delta,
+        "idempotency_token": { "token": token, "generation_time": generation_time },
+    });
+    let url = format!("{}/add", http.counter_url("default", counter));
+    http.raw(reqwest::Method::POST, &url, Some(body.to_string()))
+        .await
+}
+
+/// After a start the writer reads the stored tokens into its token filter, and from then on it
+/// skips the store for tokens that the filter knows are new. Retries of adds acknowledged
+/// before a `kill -9` must still be recognised once the filter is in use.
+#[tokio::test]
+async fn kill9_retries_found_with_token_filter() {
+    let mut server = TestServer::start();
+    let http = Http::new(&server.http);
+    let mut first_replies = Vec::new();
+    for i in 0..200 {
+        let counter = format!("filter-{}", i % 20);
+        let token = format!("before-{i}");
+        let time = now_rfc3339();
+        let (status, body) = add_with_token(&http, &counter, 3, (&token, &time)).await;
+        assert_eq!(status, 200, "{token}: {body}");
+        first_replies.push((counter, token, time, body["event_id"].as_u64().unwrap()));
+    }
+
+    server.restart();
+    let http = Http::new(&server.http);
+    // The writer takes the loader's result at its first commit at least a second after the
+    // previous check, so two writes that far apart put the filter in use.
+    for token in ["warm-up-1", "warm-up-2"] {
+        let (status, body) =
+            add_with_token(&http, "filter-other", 1, (token, &now_rfc3339())).await;
+        assert_eq!(status, 200, "{token}: {body}");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+
+    for (counter, token, time, event_id) in &first_replies {
+        let (status, body) = add_with_token(&http, counter, 3, (token, time)).await;
+        assert_eq!(status, 200, "retry of {token}: {body}");
+        assert_eq!(body["duplicate"], true, "retry of {token}: {body}");
+        assert_eq!(
+            body["event_id"].as_u64(),
+            Some(*event_id),
+            "retry of {token}"
+        );
+        let (status, body) = add_with_token(&http, counter, 4, (token, time)).await;
+        assert_eq!(status, 409, "{token} with another delta: {body}");
+    }
+    for i in 0..20 {
+        let url = http.counter_url("default", &format!("filter-{i}"));
+        let (status, body) = http.raw(reqwest::Method::GET, &url, None).await;
+        assert_eq!(status, 200, "filter-{i}: {body}");
+        assert_eq!(body["value"].as_i64(), Some(30), "filter-{i}");
     }
 }
 
