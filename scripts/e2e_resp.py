@@ -34,17 +34,30 @@ def check_pipeline_without_transaction(client, name):
     expect_equal(pipeline.execute(), list(range(1, 101)), "replies of the pipeline")
 
 
-def check_read_discards_transaction(client, name):
-    """A GET inside MULTI is rejected, and EXEC then applies nothing."""
+def check_reads_inside_transaction(client, name):
+    """GET, MGET and EXISTS inside MULTI return the values at their place in the transaction."""
+    pipeline = client.pipeline()
+    pipeline.get(name("read"))
+    pipeline.incrby(name("read"), 7)
+    pipeline.get(name("read"))
+    pipeline.mget(name("read"), name("read-missing"))
+    pipeline.exists(name("read"), name("read-missing"))
+    expect_equal(
+        pipeline.execute(), [None, 7, b"7", [b"7", None], 1], "replies of the transaction"
+    )
+
+
+def check_delete_discards_transaction(client, name):
+    """A DEL inside MULTI is rejected, and EXEC then applies nothing."""
     pipeline = client.pipeline()
     pipeline.incr(name("discarded"))
-    pipeline.get(name("discarded"))
+    pipeline.delete(name("discarded"))
     try:
         pipeline.execute()
     except redis.ResponseError as error:
-        expect("GET cannot be queued in a transaction" in str(error), f"unexpected error: {error}")
+        expect("DEL cannot be queued in a transaction" in str(error), f"unexpected error: {error}")
     else:
-        raise CheckFailed("a transaction with a GET was executed")
+        raise CheckFailed("a transaction with a DEL was executed")
     expect_equal(client.exists(name("discarded")), 0, "counters of the discarded transaction")
 
 
@@ -107,7 +120,8 @@ def main():
     runner.run(
         "pipeline without transaction", lambda: check_pipeline_without_transaction(client, name)
     )
-    runner.run("GET discards a transaction", lambda: check_read_discards_transaction(client, name))
+    runner.run("reads inside a transaction", lambda: check_reads_inside_transaction(client, name))
+    runner.run("DEL discards a transaction", lambda: check_delete_discards_transaction(client, name))
     runner.run(
         "overflow inside a transaction", lambda: check_overflow_inside_transaction(client, name)
     )

@@ -5,7 +5,7 @@ use crate::ServiceError;
 use crate::clock::Clock;
 use crate::rollup::{Rollup, RollupReport};
 use crate::state::{NamespaceEntry, SharedState};
-use crate::writer::{self, ChangeOutcome, ChangeRequest, WriterHandle};
+use crate::writer::{self, ChangeOutcome, ChangeRequest, Operation, WriterHandle};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -49,6 +49,13 @@ pub struct BatchChange {
     pub counter: String,
     pub kind: EventKind,
     pub token: Option<TokenInput>,
+}
+
+/// One step of a transaction: a change, or a read of a counter's value at that point.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Change(BatchChange),
+    Read(String),
 }
 
 /// Maximum number of counters that one step of [`Service::scan_counters`] returns.
@@ -453,46 +460,50 @@ impl Service {
 
     /// Applies adds and clears to one namespace in order. Each change succeeds or fails on its
     /// own, and those that apply share one group commit, so they become durable together or
-    /// not at all (`MULTI` and `EXEC` rely on this).
+    /// not at all.
     pub async fn apply_changes(
         &self,
         namespace: &str,
         changes: Vec<BatchChange>,
     ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
+        self.apply_steps(namespace, changes.into_iter().map(Step::Change))
+            .await
+    }
+
+    /// Applies changes and reads to one namespace in order, as `MULTI` and `EXEC` need them.
+    /// The changes share one group commit, and no change of another request comes between the
+    /// steps, so a read returns the value after the steps before it (in its outcome's
+    /// `value`). A read of a missing counter fails with [`ServiceError::CounterNotFound`].
+    pub async fn apply_steps(
+        &self,
+        namespace: &str,
+        steps: impl ExactSizeIterator<Item = Step>,
+    ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
         let entry = self.namespace(namespace)?;
         let now = self.clock.now();
         let durable = entry.record().config.counter_type.is_durable();
 
-        // Validate every change first; only valid ones go to the writer.
+        // Validate every step first; only valid ones go to the writer.
         let mut results: Vec<Option<Result<ChangeOutcome, ServiceError>>> =
-            Vec::with_capacity(changes.len());
-        let mut requests = Vec::new();
+            Vec::with_capacity(steps.len());
+        let mut operations = Vec::new();
         let mut positions = Vec::new();
-        for (position, change) in changes.into_iter().enumerate() {
-            let token = parse_token(change.token.as_ref(), now);
-            let parsed = CounterName::parse_owned(change.counter)
-                .map_err(ServiceError::from)
-                .and_then(|name| Ok((name, token?)));
-            match parsed {
-                Err(error) => results.push(Some(Err(error))),
-                Ok((name, _)) if !durable => {
-                    results.push(Some(self.change_best_effort(&entry, name, change.kind)))
-                }
-                Ok((name, token)) => {
+        for (position, step) in steps.enumerate() {
+            let prepared = match step {
+                Step::Change(change) => self.prepare_change(&entry, change, now, durable),
+                Step::Read(counter) => self.prepare_read(&entry, namespace, counter, durable),
+            };
+            match prepared {
+                Prepared::Done(result) => results.push(Some(result)),
+                Prepared::Submit(operation) => {
                     results.push(None);
                     positions.push(position);
-                    requests.push(ChangeRequest {
-                        namespace: Arc::clone(&entry),
-                        counter: name,
-                        kind: change.kind,
-                        token,
-                        received_at: now,
-                    });
+                    operations.push(operation);
                 }
             }
         }
-        if !requests.is_empty() {
-            let outcomes = self.writer.submit(requests).await?;
+        if !operations.is_empty() {
+            let outcomes = self.writer.submit(operations).await?;
             for (position, outcome) in positions.into_iter().zip(outcomes) {
                 results[position] = Some(outcome);
             }
@@ -503,6 +514,59 @@ impl Service {
                 result.unwrap_or_else(|| Err(ServiceError::Unavailable("missing outcome".into())))
             })
             .collect())
+    }
+
+    /// Validates a change. A best-effort change is applied here, and a durable one is returned
+    /// for the writer.
+    fn prepare_change(
+        &self,
+        entry: &Arc<NamespaceEntry>,
+        change: BatchChange,
+        now: EventTime,
+        durable: bool,
+    ) -> Prepared {
+        let token = parse_token(change.token.as_ref(), now);
+        let parsed = CounterName::parse_owned(change.counter)
+            .map_err(ServiceError::from)
+            .and_then(|name| Ok((name, token?)));
+        match parsed {
+            Err(error) => Prepared::Done(Err(error)),
+            Ok((name, _)) if !durable => {
+                Prepared::Done(self.change_best_effort(entry, name, change.kind))
+            }
+            Ok((name, token)) => Prepared::Submit(Operation::Change(ChangeRequest {
+                namespace: Arc::clone(entry),
+                counter: name,
+                kind: change.kind,
+                token,
+                received_at: now,
+            })),
+        }
+    }
+
+    /// Validates a read. A best-effort counter is read here, and a durable one by the writer.
+    fn prepare_read(
+        &self,
+        entry: &Arc<NamespaceEntry>,
+        namespace: &str,
+        counter: String,
+        durable: bool,
+    ) -> Prepared {
+        if !durable {
+            let value = self.get(namespace, &counter);
+            return Prepared::Done(value.map(|value| ChangeOutcome {
+                event_id: 0,
+                value,
+                duplicate: false,
+            }));
+        }
+        match CounterName::parse_owned(counter) {
+            Ok(counter) => Prepared::Submit(Operation::Read {
+                namespace: Arc::clone(entry),
+                counter,
+            }),
+            Err(error) => Prepared::Done(Err(error.into())),
+        }
     }
 
     /// Best-effort counters live in memory only: no log, no tokens, lost on restart.
@@ -540,6 +604,13 @@ impl Service {
     pub fn counter_type(&self, namespace: &str) -> Result<CounterType, ServiceError> {
         Ok(self.namespace(namespace)?.record().config.counter_type)
     }
+}
+
+/// A validated step of [`Service::apply_steps`].
+enum Prepared {
+    /// Decided without the writer: an invalid step, or one of a best-effort namespace.
+    Done(Result<ChangeOutcome, ServiceError>),
+    Submit(Operation),
 }
 
 fn parse_token(

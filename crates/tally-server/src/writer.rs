@@ -36,6 +36,26 @@ pub struct ChangeRequest {
     pub received_at: EventTime,
 }
 
+/// One step of a submission: a change, or a read of a counter's value at that point.
+pub enum Operation {
+    Change(ChangeRequest),
+    /// Reads the counter's value after the steps before it, with nothing from other
+    /// submissions in between. Its outcome carries the value, with event ID 0.
+    Read {
+        namespace: Arc<NamespaceEntry>,
+        counter: CounterName,
+    },
+}
+
+impl Operation {
+    fn target(&self) -> (&Arc<NamespaceEntry>, &CounterName) {
+        match self {
+            Operation::Change(change) => (&change.namespace, &change.counter),
+            Operation::Read { namespace, counter } => (namespace, counter),
+        }
+    }
+}
+
 /// The result of an applied (or already applied) change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChangeOutcome {
@@ -48,7 +68,7 @@ pub struct ChangeOutcome {
 
 pub enum WriteCommand {
     Changes {
-        changes: Vec<ChangeRequest>,
+        operations: Vec<Operation>,
         reply: oneshot::Sender<Vec<Result<ChangeOutcome, ServiceError>>>,
     },
     /// Replies once every change queued before it is committed or rejected.
@@ -62,16 +82,16 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Queues changes and waits for their outcomes. The writer never splits one submission
-    /// across group commits. Fails fast with [`ServiceError::Overloaded`] when the queue is
-    /// full.
+    /// Queues changes and reads, and waits for their outcomes, one per operation. The writer
+    /// never splits one submission across group commits. Fails fast with
+    /// [`ServiceError::Overloaded`] when the queue is full.
     pub async fn submit(
         &self,
-        changes: Vec<ChangeRequest>,
+        operations: Vec<Operation>,
     ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
         let (reply, outcome) = oneshot::channel();
         self.sender
-            .try_send(WriteCommand::Changes { changes, reply })
+            .try_send(WriteCommand::Changes { operations, reply })
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => ServiceError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => stopped(),
@@ -273,12 +293,19 @@ impl Writer {
         let mut committed = self.look_up_counters(&commands, &mut pending).into_iter();
         for command in commands {
             match command {
-                WriteCommand::Changes { changes, reply } => {
-                    let decisions = changes
+                WriteCommand::Changes { operations, reply } => {
+                    let decisions = operations
                         .into_iter()
-                        .map(|change| {
+                        .map(|operation| {
                             let found = committed.next().flatten();
-                            self.decide(change, now, found, &mut pending)
+                            match operation {
+                                Operation::Change(change) => {
+                                    self.decide(change, now, found, &mut pending)
+                                }
+                                Operation::Read { namespace, counter } => {
+                                    read(&namespace, &counter, found, &mut pending)
+                                }
+                            }
                         })
                         .collect();
                     decided.push((decisions, reply));
@@ -343,10 +370,11 @@ impl Writer {
     ) -> Vec<Option<(CounterEntry, Location)>> {
         let mut keys = Vec::new();
         for command in commands {
-            if let WriteCommand::Changes { changes, .. } = command {
-                for change in changes {
-                    let namespace = pending.namespace_view(&change.namespace);
-                    keys.push((namespace.id, change.counter.as_str()));
+            if let WriteCommand::Changes { operations, .. } = command {
+                for operation in operations {
+                    let (namespace, counter) = operation.target();
+                    let namespace = pending.namespace_view(namespace);
+                    keys.push((namespace.id, counter.as_str()));
                 }
             }
         }
@@ -610,6 +638,33 @@ impl Writer {
     }
 }
 
+/// Decides a read: the counter's value after the changes decided so far in this group commit.
+/// The value is reported only if the commit succeeds, like the changes before it.
+fn read(
+    namespace: &Arc<NamespaceEntry>,
+    counter: &CounterName,
+    committed: Option<(CounterEntry, Location)>,
+    pending: &mut PendingCommit,
+) -> Decision {
+    let view = pending.namespace_view(namespace);
+    let key = CounterKeyRef(view.id, counter.as_str());
+    let entry = match pending.counters.get(&key) {
+        Some((entry, _)) => Some(*entry),
+        None => committed.map(|(entry, _)| entry),
+    };
+    match entry {
+        Some(entry) => Decision::Pending(ChangeOutcome {
+            event_id: 0,
+            value: entry.state.value,
+            duplicate: false,
+        }),
+        None => Decision::Done(Err(ServiceError::CounterNotFound {
+            namespace: namespace.record().name.to_string(),
+            counter: counter.as_str().to_owned(),
+        })),
+    }
+}
+
 /// Returns the maximum idempotency window of all namespaces. Tokens older than that may be
 /// forgotten everywhere.
 fn maximum_idempotency_window(state: &SharedState) -> i64 {
@@ -623,7 +678,7 @@ fn maximum_idempotency_window(state: &SharedState) -> i64 {
 
 fn command_size(command: &WriteCommand) -> usize {
     match command {
-        WriteCommand::Changes { changes, .. } => changes.len(),
+        WriteCommand::Changes { operations, .. } => operations.len(),
         WriteCommand::Barrier { .. } => 1,
     }
 }
@@ -768,9 +823,9 @@ mod tests {
             .unwrap();
         let outcomes = runtime
             .block_on(writer.submit(vec![
-                change("before", 5),
-                change("before", 6),
-                change("after", 2),
+                Operation::Change(change("before", 5)),
+                Operation::Change(change("before", 6)),
+                Operation::Change(change("after", 2)),
             ]))
             .unwrap();
         drop(writer);
@@ -787,6 +842,59 @@ mod tests {
         assert!(!new.duplicate);
         assert_eq!(new.value, 7);
         assert_eq!(state.counters.get(1, "a").map(|e| e.state.value), Some(7));
+    }
+
+    /// A read returns the value after the operations before it in the same submission, and
+    /// a read of a counter that does not exist yet fails with "not found".
+    #[test]
+    fn reads_follow_earlier_operations() {
+        let now = EventTime::from_micros(1_700_000_000_000_000);
+        let store = Arc::new(MemoryStore::new());
+        let record = NamespaceRecord {
+            id: 1,
+            name: NamespaceName::parse("default").unwrap(),
+            config: NamespaceConfig::default(),
+            sealed_until: EventTime::from_micros(0),
+        };
+        store.put_namespace(&record).unwrap();
+        let namespace = Arc::new(NamespaceEntry::new(record));
+        let state = Arc::new(SharedState::default());
+        let clock = Arc::new(ManualClock::new(now));
+        let (writer, thread) = start(store, state, clock, 0, 0, 16).unwrap();
+        let add = |delta: i64| {
+            Operation::Change(ChangeRequest {
+                namespace: Arc::clone(&namespace),
+                counter: CounterName::parse("a").unwrap(),
+                kind: EventKind::Add { delta },
+                token: None,
+                received_at: now,
+            })
+        };
+        let read = || Operation::Read {
+            namespace: Arc::clone(&namespace),
+            counter: CounterName::parse("a").unwrap(),
+        };
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcomes = runtime
+            .block_on(writer.submit(vec![read(), add(5), read(), add(-2), read()]))
+            .unwrap();
+        let later = runtime.block_on(writer.submit(vec![read()])).unwrap();
+        drop(writer);
+        thread.join().unwrap();
+
+        assert!(matches!(
+            outcomes[0],
+            Err(ServiceError::CounterNotFound { .. })
+        ));
+        let values: Vec<i64> = outcomes[1..]
+            .iter()
+            .map(|outcome| outcome.clone().unwrap().value)
+            .collect();
+        assert_eq!(values, [5, 5, 3, 3]);
+        assert_eq!(later[0].clone().unwrap().value, 3);
     }
 
     /// A token sent twice in one group commit applies once. The same token on another counter
@@ -822,7 +930,11 @@ mod tests {
             .build()
             .unwrap();
         let outcomes = runtime
-            .block_on(writer.submit(vec![change("a", 5), change("a", 5), change("b", 3)]))
+            .block_on(writer.submit(vec![
+                Operation::Change(change("a", 5)),
+                Operation::Change(change("a", 5)),
+                Operation::Change(change("b", 3)),
+            ]))
             .unwrap();
         drop(writer);
         thread.join().unwrap();

@@ -98,6 +98,34 @@ const SAME_AS_REDIS: &[&[&[&str]]] = &[
         &["GET", "z"],
         &["EXEC"],
     ],
+    &[
+        &["MULTI"],
+        &["GET", "r"],
+        &["EXISTS", "r"],
+        &["INCRBY", "r", "5"],
+        &["GET", "r"],
+        &["INCR", "s"],
+        &["MGET", "r", "s", "missing", "r"],
+        &["EXISTS", "r", "missing", "s", "r"],
+        &["DECRBY", "r", "2"],
+        &["GET", "r"],
+        &["EXEC"],
+    ],
+    &[
+        &["MULTI"],
+        &["INCRBY", "r", "9223372036854775807"],
+        &["GET", "r"],
+        &["EXEC"],
+    ],
+    &[
+        &["MULTI"],
+        &["INCR", "u"],
+        &["GET"],
+        &["EXEC"],
+        &["GET", "u"],
+    ],
+    &[&["MULTI"], &["INCR", "u"], &["MGET"], &["EXEC"]],
+    &[&["MULTI"], &["INCR", "u"], &["EXISTS"], &["EXEC"]],
 ];
 
 #[test]
@@ -144,15 +172,17 @@ fn exec_applies_changes_together() {
     assert_eq!(redis_cli(&tally, &["GET", "plays"]), "0");
 }
 
+/// Commands other than changes and reads are rejected inside MULTI, with an error that lists
+/// what can be queued, and EXEC then applies nothing.
 #[test]
-fn reads_cannot_be_queued() {
+fn other_commands_cannot_be_queued() {
     let tally = TestServer::start();
     let replies = exchange(
         &tally.resp,
         encode_commands(&[
             &["MULTI"],
             &["INCR", "a"],
-            &["GET", "a"],
+            &["DEL", "a"],
             &["INCR", "b"],
             &["EXEC"],
         ]),
@@ -161,16 +191,55 @@ fn reads_cannot_be_queued() {
     let lines: Vec<&str> = replies.split("\r\n").collect();
     assert_eq!(lines[..2], ["+OK", "+QUEUED"], "{replies:?}");
     assert!(
-        lines[2].starts_with("-ERR GET cannot be queued in a transaction"),
+        lines[2].starts_with("-ERR DEL cannot be queued in a transaction"),
         "{replies:?}"
     );
-    assert!(lines[2].contains("INCR, INCRBY"), "{replies:?}");
+    assert!(lines[2].contains("GET, MGET and EXISTS"), "{replies:?}");
     assert_eq!(lines[3], "+QUEUED", "{replies:?}");
     assert_eq!(
         lines[4], "-EXECABORT Transaction discarded because of previous errors.",
         "{replies:?}"
     );
     assert_eq!(redis_cli(&tally, &["EXISTS", "a", "b"]), "0");
+}
+
+/// A read inside MULTI returns the value at its place in the transaction, with no change of
+/// another client in between, although another client keeps adding to the same counter.
+#[tokio::test]
+async fn reads_see_no_other_client() {
+    let tally = TestServer::start();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let adder = {
+        let mut connection = connect(&tally).await;
+        let stop = std::sync::Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut num_adds = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _: i64 = query(&mut connection, &[b"INCR", b"shared"]).await.unwrap();
+                num_adds += 1;
+            }
+            num_adds
+        })
+    };
+
+    let mut connection = connect(&tally).await;
+    for _ in 0..200 {
+        let (before, added, after): (Option<i64>, i64, i64) = redis::pipe()
+            .atomic()
+            .get("shared")
+            .incr("shared", 1000)
+            .get("shared")
+            .query_async(&mut connection)
+            .await
+            .expect("the transaction failed");
+        assert_eq!(added, before.unwrap_or(0) + 1000);
+        assert_eq!(after, added);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let num_adds = adder.await.unwrap();
+    assert!(num_adds > 0, "the other client added nothing");
+    let total: i64 = query(&mut connection, &[b"GET", b"shared"]).await.unwrap();
+    assert_eq!(total, 200 * 1000 + num_adds);
 }
 
 #[test]

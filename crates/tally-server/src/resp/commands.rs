@@ -5,8 +5,8 @@
 
 use super::reply::{self, NOT_AN_INTEGER, Protocol, Reply};
 use super::{connection, info, keyspace};
-use crate::Service;
 use crate::service::{BatchChange, TokenInput};
+use crate::{Service, ServiceError};
 use std::borrow::Cow;
 use tally_core::{EventKind, parse_delta};
 
@@ -43,6 +43,45 @@ pub enum TransactionCommand {
     Unwatch,
 }
 
+/// A read that a transaction queues, with its keys as [`parse_read`] returns them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadCommand {
+    Get,
+    MGet,
+    Exists,
+}
+
+/// A read sent inside a transaction, parsed.
+pub enum QueuedRead {
+    Read(ReadCommand, Vec<String>),
+    /// A key that is not a valid counter name: the read fails at `EXEC`, as in Redis.
+    Invalid(Reply),
+    /// The wrong number of arguments: the transaction is discarded, as in Redis.
+    WrongArity(Reply),
+}
+
+/// Parses `GET key`, `MGET key...` and `EXISTS key...` sent inside a transaction. Returns `None`
+/// for any other command.
+pub fn parse_read(arguments: &[Vec<u8>]) -> Option<QueuedRead> {
+    let mut buffer = [0u8; 16];
+    let name = upper_case(&arguments[0], &mut buffer);
+    let keys = &arguments[1..];
+    let read = match (name.as_ref(), keys.len()) {
+        ("GET", 1) => ReadCommand::Get,
+        ("MGET", 1..) => ReadCommand::MGet,
+        ("EXISTS", 1..) => ReadCommand::Exists,
+        ("GET" | "MGET" | "EXISTS", _) => {
+            return Some(QueuedRead::WrongArity(wrong_arity_reply(&name)));
+        }
+        _ => return None,
+    };
+    let keys: Result<Vec<String>, Reply> = keys.iter().map(|key| text(key)).collect();
+    Some(match keys {
+        Ok(keys) => QueuedRead::Read(read, keys),
+        Err(reply) => QueuedRead::Invalid(reply),
+    })
+}
+
 /// The reply of a change: the new value or the event ID.
 #[derive(Clone, Copy)]
 pub enum ChangeReply {
@@ -70,10 +109,14 @@ fn text(argument: &[u8]) -> Result<String, Reply> {
 }
 
 fn wrong_arity(name: &str) -> Command {
-    Command::WrongArity(Reply::error(format!(
+    Command::WrongArity(wrong_arity_reply(name))
+}
+
+fn wrong_arity_reply(name: &str) -> Reply {
+    Reply::error(format!(
         "ERR wrong number of arguments for '{}' command",
         name.to_lowercase()
-    )))
+    ))
 }
 
 fn change(
@@ -236,10 +279,7 @@ pub async fn execute_other(
             },
             Err(reply) => reply,
         },
-        (name, _) if OTHER_COMMANDS.contains(&name) => Reply::error(format!(
-            "ERR wrong number of arguments for '{}' command",
-            name.to_lowercase()
-        )),
+        (name, _) if OTHER_COMMANDS.contains(&name) => wrong_arity_reply(name),
         _ => unknown_command(arguments),
     }
 }
@@ -283,7 +323,8 @@ pub fn not_queued(arguments: &[Vec<u8>]) -> Reply {
     }
     Reply::error(format!(
         "ERR {name} cannot be queued in a transaction: Tally queues only INCR, INCRBY, DECR, \
-         DECRBY, TALLY.ADD, TALLY.ADDGET and TALLY.CLEAR, so that EXEC commits them together"
+         DECRBY, TALLY.ADD, TALLY.ADDGET, TALLY.CLEAR, GET, MGET and EXISTS, which the writer \
+         executes together"
     ))
 }
 
@@ -314,9 +355,15 @@ pub(super) fn get(service: &Service, session: &Session, key: &[u8]) -> Reply {
         Ok(counter) => counter,
         Err(reply) => return reply,
     };
-    match service.get(&session.namespace, &counter) {
+    value_reply(service.get(&session.namespace, &counter))
+}
+
+/// Returns the reply to `GET` of a counter read: its value as a bulk string, or nil for a
+/// counter that does not exist.
+pub(super) fn value_reply(value: Result<i64, ServiceError>) -> Reply {
+    match value {
         Ok(value) => Reply::bulk(value.to_string()),
-        Err(crate::ServiceError::CounterNotFound { .. }) => Reply::Nil,
+        Err(ServiceError::CounterNotFound { .. }) => Reply::Nil,
         Err(error) => reply::service_error(&error),
     }
 }

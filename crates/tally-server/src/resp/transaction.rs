@@ -1,15 +1,21 @@
 //! `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH`.
 //!
-//! A transaction queues adds and clears only, and `EXEC` sends them to the writer as one
-//! submission. The writer never splits a submission, so they share one group commit, which the
-//! store writes as one atomic batch: after a crash the log contains all of them or none. As in
-//! Redis, each change still succeeds or fails on its own (an add that would overflow fails and
+//! A transaction queues adds, clears and the reads `GET`, `MGET` and `EXISTS`, and `EXEC` sends
+//! them to the writer as one submission. The writer never splits a submission, so the changes
+//! share one group commit, which the store writes as one atomic batch: after a crash the log
+//! contains all of them or none. The writer executes the steps in order with no change of
+//! another client in between, so a read returns the value after the steps before it, as in
+//! Redis. Each change still succeeds or fails on its own (an add that would overflow fails and
 //! the others apply), and a command rejected while it is queued discards the whole transaction.
 //! Tally has no check-and-set, so `WATCH` fails.
 
-use super::commands::{ChangeReply, Command, Session, TransactionCommand, not_queued};
+use super::commands::{
+    ChangeReply, Command, QueuedRead, ReadCommand, Session, TransactionCommand, not_queued,
+    parse_read, value_reply,
+};
 use super::reply::{self, Reply};
-use crate::service::BatchChange;
+use crate::service::Step as ServiceStep;
+use crate::writer::ChangeOutcome;
 use crate::{Service, ServiceError};
 
 /// Maximum number of commands that one transaction queues. A client that sends more gets an
@@ -19,7 +25,8 @@ pub const MAX_QUEUED_COMMANDS: usize = 100_000;
 /// An open transaction: the commands queued since `MULTI`.
 #[derive(Default)]
 pub struct Transaction {
-    changes: Vec<BatchChange>,
+    /// The changes and reads for the writer, in order.
+    steps: Vec<ServiceStep>,
     /// One entry per queued command, in order.
     entries: Vec<Entry>,
     /// Set by a command rejected while queueing; `EXEC` then applies nothing.
@@ -28,8 +35,10 @@ pub struct Transaction {
 
 /// The reply of a queued command at `EXEC`.
 enum Entry {
-    /// The outcome of the next change in [`Transaction::changes`].
+    /// The outcome of the next step in [`Transaction::steps`].
     Change(ChangeReply),
+    /// The outcomes of the next `count` steps, one read per key.
+    Read { read: ReadCommand, count: usize },
     /// A reply known when the command was queued.
     Known(Reply),
 }
@@ -50,11 +59,11 @@ impl Transaction {
     pub fn receive(&mut self, command: Command) -> Step {
         let transaction_command = match command {
             Command::Change { change, reply_with } => {
-                return self.queue(Entry::Change(reply_with), Some(change));
+                return self.queue(Entry::Change(reply_with), vec![ServiceStep::Change(change)]);
             }
-            Command::Invalid(reply) => return self.queue(Entry::Known(reply), None),
+            Command::Invalid(reply) => return self.queue(Entry::Known(reply), Vec::new()),
             Command::WrongArity(reply) => return self.discard_with(reply),
-            Command::Other(arguments) => return self.discard_with(not_queued(&arguments)),
+            Command::Other(arguments) => return self.receive_other(&arguments),
             Command::Quit => return Step::Quit,
             Command::Transaction(transaction_command) => transaction_command,
         };
@@ -62,7 +71,9 @@ impl Transaction {
             TransactionCommand::Exec => Step::Exec,
             TransactionCommand::Discard => Step::Discard,
             TransactionCommand::ExecWithArguments => Step::Abort,
-            TransactionCommand::Unwatch => self.queue(Entry::Known(Reply::Simple("OK")), None),
+            TransactionCommand::Unwatch => {
+                self.queue(Entry::Known(Reply::Simple("OK")), Vec::new())
+            }
             TransactionCommand::Multi => {
                 Step::Reply(Reply::error("ERR MULTI calls can not be nested"))
             }
@@ -72,14 +83,30 @@ impl Transaction {
         }
     }
 
-    fn queue(&mut self, entry: Entry, change: Option<BatchChange>) -> Step {
+    /// Queues a read, or rejects any other command that is not a change.
+    fn receive_other(&mut self, arguments: &[Vec<u8>]) -> Step {
+        match parse_read(arguments) {
+            Some(QueuedRead::Read(read, keys)) => {
+                let entry = Entry::Read {
+                    read,
+                    count: keys.len(),
+                };
+                self.queue(entry, keys.into_iter().map(ServiceStep::Read).collect())
+            }
+            Some(QueuedRead::Invalid(reply)) => self.queue(Entry::Known(reply), Vec::new()),
+            Some(QueuedRead::WrongArity(reply)) => self.discard_with(reply),
+            None => self.discard_with(not_queued(arguments)),
+        }
+    }
+
+    fn queue(&mut self, entry: Entry, steps: Vec<ServiceStep>) -> Step {
         if self.entries.len() == MAX_QUEUED_COMMANDS {
             return self.discard_with(Reply::error(format!(
                 "ERR a transaction queues at most {MAX_QUEUED_COMMANDS} commands"
             )));
         }
         self.entries.push(entry);
-        self.changes.extend(change);
+        self.steps.extend(steps);
         Step::Reply(Reply::Simple("QUEUED"))
     }
 
@@ -88,21 +115,21 @@ impl Transaction {
         Step::Reply(reply)
     }
 
-    /// Commits the queued changes together and returns the reply of every queued command.
+    /// Executes the queued steps together and returns the reply of every queued command.
     pub async fn exec(self, service: &Service, session: &Session) -> Reply {
         if self.discarded {
             return Reply::error("EXECABORT Transaction discarded because of previous errors.");
         }
-        let num_changes = self.changes.len();
-        let outcomes = if num_changes == 0 {
+        let num_steps = self.steps.len();
+        let outcomes = if num_steps == 0 {
             Vec::new()
         } else {
             match service
-                .apply_changes(&session.namespace, self.changes)
+                .apply_steps(&session.namespace, self.steps.into_iter())
                 .await
             {
                 Ok(outcomes) => outcomes,
-                Err(error) => vec![Err(error); num_changes],
+                Err(error) => vec![Err(error); num_steps],
             }
         };
 
@@ -112,15 +139,50 @@ impl Transaction {
             .into_iter()
             .map(|entry| match entry {
                 Entry::Known(reply) => reply,
-                Entry::Change(reply_with) => match outcomes.next() {
-                    Some(outcome) => super::change_reply(outcome, reply_with),
-                    None => reply::service_error(&ServiceError::Unavailable(
-                        "the writer returned fewer outcomes than changes".into(),
-                    )),
-                },
+                Entry::Change(reply_with) => {
+                    super::change_reply(next_outcome(&mut outcomes), reply_with)
+                }
+                Entry::Read { read, count } => {
+                    let values = (0..count)
+                        .map(|_| next_outcome(&mut outcomes).map(|outcome| outcome.value));
+                    read_reply(read, values)
+                }
             })
             .collect();
         Reply::Array(replies)
+    }
+}
+
+type Outcome = Result<ChangeOutcome, ServiceError>;
+
+fn next_outcome(outcomes: &mut impl Iterator<Item = Outcome>) -> Outcome {
+    outcomes.next().unwrap_or_else(|| {
+        Err(ServiceError::Unavailable(
+            "the writer returned fewer outcomes than steps".into(),
+        ))
+    })
+}
+
+/// Builds the reply of a queued read from the values of its keys, as the same command outside
+/// a transaction replies.
+fn read_reply(
+    read: ReadCommand,
+    mut values: impl Iterator<Item = Result<i64, ServiceError>>,
+) -> Reply {
+    match read {
+        ReadCommand::Get => values.next().map_or(Reply::Nil, value_reply),
+        ReadCommand::MGet => Reply::Array(values.map(value_reply).collect()),
+        ReadCommand::Exists => {
+            let mut count = 0;
+            for value in values {
+                match value {
+                    Ok(_) => count += 1,
+                    Err(ServiceError::CounterNotFound { .. }) => {}
+                    Err(error) => return reply::service_error(&error),
+                }
+            }
+            Reply::Integer(count)
+        }
     }
 }
 
