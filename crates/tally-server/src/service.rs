@@ -466,8 +466,8 @@ impl Service {
         namespace: &str,
         changes: Vec<BatchChange>,
     ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
-        self.apply_steps(namespace, changes.into_iter().map(Step::Change))
-            .await
+        let prepared = self.prepare_steps(namespace, changes.into_iter().map(Step::Change))?;
+        self.submit_prepared(prepared).await
     }
 
     /// Applies changes and reads to one namespace in order, as `MULTI` and `EXEC` need them.
@@ -477,31 +477,53 @@ impl Service {
     pub async fn apply_steps(
         &self,
         namespace: &str,
-        steps: impl ExactSizeIterator<Item = Step>,
+        steps: Vec<Step>,
     ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
+        let prepared = self.prepare_steps(namespace, steps.into_iter())?;
+        self.submit_prepared(prepared).await
+    }
+
+    /// Validates every step. Only valid steps of durable counters go on to the writer.
+    fn prepare_steps(
+        &self,
+        namespace: &str,
+        steps: impl ExactSizeIterator<Item = Step>,
+    ) -> Result<PreparedSteps, ServiceError> {
         let entry = self.namespace(namespace)?;
         let now = self.clock.now();
         let durable = entry.record().config.counter_type.is_durable();
-
-        // Validate every step first; only valid ones go to the writer.
-        let mut results: Vec<Option<Result<ChangeOutcome, ServiceError>>> =
-            Vec::with_capacity(steps.len());
-        let mut operations = Vec::new();
-        let mut positions = Vec::new();
+        let mut prepared = PreparedSteps {
+            results: Vec::with_capacity(steps.len()),
+            positions: Vec::new(),
+            operations: Vec::new(),
+        };
         for (position, step) in steps.enumerate() {
-            let prepared = match step {
+            let step = match step {
                 Step::Change(change) => self.prepare_change(&entry, change, now, durable),
                 Step::Read(counter) => self.prepare_read(&entry, namespace, counter, durable),
             };
-            match prepared {
-                Prepared::Done(result) => results.push(Some(result)),
+            match step {
+                Prepared::Done(result) => prepared.results.push(Some(result)),
                 Prepared::Submit(operation) => {
-                    results.push(None);
-                    positions.push(position);
-                    operations.push(operation);
+                    prepared.results.push(None);
+                    prepared.positions.push(position);
+                    prepared.operations.push(operation);
                 }
             }
         }
+        Ok(prepared)
+    }
+
+    /// Sends the operations to the writer and returns every step's outcome, in order.
+    async fn submit_prepared(
+        &self,
+        prepared: PreparedSteps,
+    ) -> Result<Vec<Result<ChangeOutcome, ServiceError>>, ServiceError> {
+        let PreparedSteps {
+            mut results,
+            positions,
+            operations,
+        } = prepared;
         if !operations.is_empty() {
             let outcomes = self.writer.submit(operations).await?;
             for (position, outcome) in positions.into_iter().zip(outcomes) {
@@ -604,6 +626,14 @@ impl Service {
     pub fn counter_type(&self, namespace: &str) -> Result<CounterType, ServiceError> {
         Ok(self.namespace(namespace)?.record().config.counter_type)
     }
+}
+
+/// The steps of one call, validated: the outcomes known so far, and the operations for the
+/// writer with the positions of their steps.
+struct PreparedSteps {
+    results: Vec<Option<Result<ChangeOutcome, ServiceError>>>,
+    positions: Vec<usize>,
+    operations: Vec<Operation>,
 }
 
 /// A validated step of [`Service::apply_steps`].

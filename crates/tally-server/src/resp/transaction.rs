@@ -124,10 +124,7 @@ impl Transaction {
         let outcomes = if num_steps == 0 {
             Vec::new()
         } else {
-            match service
-                .apply_steps(&session.namespace, self.steps.into_iter())
-                .await
-            {
+            match service.apply_steps(&session.namespace, self.steps).await {
                 Ok(outcomes) => outcomes,
                 Err(error) => vec![Err(error); num_steps],
             }
