@@ -35,29 +35,30 @@ def check_pipeline_without_transaction(client, name):
 
 
 def check_reads_inside_transaction(client, name):
-    """GET, MGET and EXISTS inside MULTI return the values at their place in the transaction."""
+    """GET, MGET, EXISTS and DEL inside MULTI act at their place in the transaction."""
     pipeline = client.pipeline()
     pipeline.get(name("read"))
     pipeline.incrby(name("read"), 7)
     pipeline.get(name("read"))
     pipeline.mget(name("read"), name("read-missing"))
     pipeline.exists(name("read"), name("read-missing"))
+    pipeline.delete(name("read"), name("read-missing"))
     expect_equal(
-        pipeline.execute(), [None, 7, b"7", [b"7", None], 1], "replies of the transaction"
+        pipeline.execute(), [None, 7, b"7", [b"7", None], 1, 1], "replies of the transaction"
     )
 
 
-def check_delete_discards_transaction(client, name):
-    """A DEL inside MULTI is rejected, and EXEC then applies nothing."""
+def check_unknown_discards_transaction(client, name):
+    """A command that a transaction cannot queue is rejected, and EXEC then applies nothing."""
     pipeline = client.pipeline()
     pipeline.incr(name("discarded"))
-    pipeline.delete(name("discarded"))
+    pipeline.type(name("discarded"))
     try:
         pipeline.execute()
     except redis.ResponseError as error:
-        expect("DEL cannot be queued in a transaction" in str(error), f"unexpected error: {error}")
+        expect("TYPE cannot be queued in a transaction" in str(error), f"unexpected error: {error}")
     else:
-        raise CheckFailed("a transaction with a DEL was executed")
+        raise CheckFailed("a transaction with a TYPE was executed")
     expect_equal(client.exists(name("discarded")), 0, "counters of the discarded transaction")
 
 
@@ -121,7 +122,7 @@ def main():
         "pipeline without transaction", lambda: check_pipeline_without_transaction(client, name)
     )
     runner.run("reads inside a transaction", lambda: check_reads_inside_transaction(client, name))
-    runner.run("DEL discards a transaction", lambda: check_delete_discards_transaction(client, name))
+    runner.run("TYPE discards a transaction", lambda: check_unknown_discards_transaction(client, name))
     runner.run(
         "overflow inside a transaction", lambda: check_overflow_inside_transaction(client, name)
     )

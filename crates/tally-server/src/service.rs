@@ -56,6 +56,9 @@ pub struct BatchChange {
 pub enum Step {
     Change(BatchChange),
     Read(String),
+    /// Clears the counter if it exists at that point, as `DEL` does, and otherwise fails with
+    /// [`ServiceError::CounterNotFound`].
+    ClearIfExists(String),
 }
 
 /// Maximum number of counters that one step of [`Service::scan_counters`] returns.
@@ -501,6 +504,9 @@ impl Service {
             let step = match step {
                 Step::Change(change) => self.prepare_change(&entry, change, now, durable),
                 Step::Read(counter) => self.prepare_read(&entry, namespace, counter, durable),
+                Step::ClearIfExists(counter) => {
+                    self.prepare_clear_if_exists(&entry, namespace, counter, now, durable)
+                }
             };
             match step {
                 Prepared::Done(result) => prepared.results.push(Some(result)),
@@ -588,6 +594,35 @@ impl Service {
                 counter,
             }),
             Err(error) => Prepared::Done(Err(error.into())),
+        }
+    }
+
+    /// Validates a clear of a counter that may not exist. A best-effort counter is cleared
+    /// here, and a durable one by the writer, which checks that it exists.
+    fn prepare_clear_if_exists(
+        &self,
+        entry: &Arc<NamespaceEntry>,
+        namespace: &str,
+        counter: String,
+        now: EventTime,
+        durable: bool,
+    ) -> Prepared {
+        let change = BatchChange {
+            counter,
+            kind: EventKind::Clear,
+            token: None,
+        };
+        if !durable {
+            return match self.get(namespace, &change.counter) {
+                Ok(_) => self.prepare_change(entry, change, now, durable),
+                Err(error) => Prepared::Done(Err(error)),
+            };
+        }
+        match self.prepare_change(entry, change, now, durable) {
+            Prepared::Submit(Operation::Change(change)) => {
+                Prepared::Submit(Operation::IfExists(change))
+            }
+            other => other,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct ChangeRequest {
 /// One step of a submission: a change, or a read of a counter's value at that point.
 pub enum Operation {
     Change(ChangeRequest),
+    /// Applies the change (a clear, as `DEL` sends it) only if the counter exists at that
+    /// point, and otherwise fails with [`ServiceError::CounterNotFound`].
+    IfExists(ChangeRequest),
     /// Reads the counter's value after the steps before it, with nothing from other
     /// submissions in between. Its outcome carries the value, with event ID 0.
     Read {
@@ -50,7 +53,9 @@ pub enum Operation {
 impl Operation {
     fn target(&self) -> (&Arc<NamespaceEntry>, &CounterName) {
         match self {
-            Operation::Change(change) => (&change.namespace, &change.counter),
+            Operation::Change(change) | Operation::IfExists(change) => {
+                (&change.namespace, &change.counter)
+            }
             Operation::Read { namespace, counter } => (namespace, counter),
         }
     }
@@ -298,14 +303,7 @@ impl Writer {
                         .into_iter()
                         .map(|operation| {
                             let found = committed.next().flatten();
-                            match operation {
-                                Operation::Change(change) => {
-                                    self.decide(change, now, found, &mut pending)
-                                }
-                                Operation::Read { namespace, counter } => {
-                                    read(&namespace, &counter, found, &mut pending)
-                                }
-                            }
+                            self.decide_operation(operation, now, found, &mut pending)
                         })
                         .collect();
                     decided.push((decisions, reply));
@@ -379,6 +377,30 @@ impl Writer {
             }
         }
         self.state.counters.get_many_located(&keys)
+    }
+
+    /// Decides one operation of a submission. `committed` is its counter's committed entry,
+    /// if any, found by [`Self::look_up_counters`].
+    fn decide_operation(
+        &mut self,
+        operation: Operation,
+        now: EventTime,
+        committed: Option<(CounterEntry, Location)>,
+        pending: &mut PendingCommit,
+    ) -> Decision {
+        match operation {
+            Operation::Change(change) => self.decide(change, now, committed, pending),
+            Operation::IfExists(change) => {
+                let entry = current_entry(&change.namespace, &change.counter, committed, pending);
+                match entry {
+                    Some(_) => self.decide(change, now, committed, pending),
+                    None => Decision::Done(Err(not_found(&change.namespace, &change.counter))),
+                }
+            }
+            Operation::Read { namespace, counter } => {
+                read(&namespace, &counter, committed, pending)
+            }
+        }
     }
 
     /// Decides a change. `committed` is its counter's committed entry, if any, found by
@@ -646,22 +668,36 @@ fn read(
     committed: Option<(CounterEntry, Location)>,
     pending: &mut PendingCommit,
 ) -> Decision {
-    let view = pending.namespace_view(namespace);
-    let key = CounterKeyRef(view.id, counter.as_str());
-    let entry = match pending.counters.get(&key) {
-        Some((entry, _)) => Some(*entry),
-        None => committed.map(|(entry, _)| entry),
-    };
-    match entry {
+    match current_entry(namespace, counter, committed, pending) {
         Some(entry) => Decision::Pending(ChangeOutcome {
             event_id: 0,
             value: entry.state.value,
             duplicate: false,
         }),
-        None => Decision::Done(Err(ServiceError::CounterNotFound {
-            namespace: namespace.record().name.to_string(),
-            counter: counter.as_str().to_owned(),
-        })),
+        None => Decision::Done(Err(not_found(namespace, counter))),
+    }
+}
+
+/// Returns the counter's entry after the changes decided so far in this group commit, or
+/// `None` for a counter that does not exist.
+fn current_entry(
+    namespace: &Arc<NamespaceEntry>,
+    counter: &CounterName,
+    committed: Option<(CounterEntry, Location)>,
+    pending: &mut PendingCommit,
+) -> Option<CounterEntry> {
+    let view = pending.namespace_view(namespace);
+    let key = CounterKeyRef(view.id, counter.as_str());
+    match pending.counters.get(&key) {
+        Some((entry, _)) => Some(*entry),
+        None => committed.map(|(entry, _)| entry),
+    }
+}
+
+fn not_found(namespace: &NamespaceEntry, counter: &CounterName) -> ServiceError {
+    ServiceError::CounterNotFound {
+        namespace: namespace.record().name.to_string(),
+        counter: counter.as_str().to_owned(),
     }
 }
 

@@ -126,6 +126,14 @@ const SAME_AS_REDIS: &[&[&[&str]]] = &[
     ],
     &[&["MULTI"], &["INCR", "u"], &["MGET"], &["EXEC"]],
     &[&["MULTI"], &["INCR", "u"], &["EXISTS"], &["EXEC"]],
+    &[&["MULTI"], &["INCR", "u"], &["DEL"], &["EXEC"]],
+    &[
+        &["MULTI"],
+        &["INCR", "v"],
+        &["DEL", "v", "missing", "v"],
+        &["UNLINK", "missing"],
+        &["EXEC"],
+    ],
 ];
 
 #[test]
@@ -182,7 +190,7 @@ fn other_commands_cannot_be_queued() {
         encode_commands(&[
             &["MULTI"],
             &["INCR", "a"],
-            &["DEL", "a"],
+            &["TYPE", "a"],
             &["INCR", "b"],
             &["EXEC"],
         ]),
@@ -191,10 +199,13 @@ fn other_commands_cannot_be_queued() {
     let lines: Vec<&str> = replies.split("\r\n").collect();
     assert_eq!(lines[..2], ["+OK", "+QUEUED"], "{replies:?}");
     assert!(
-        lines[2].starts_with("-ERR DEL cannot be queued in a transaction"),
+        lines[2].starts_with("-ERR TYPE cannot be queued in a transaction"),
         "{replies:?}"
     );
-    assert!(lines[2].contains("GET, MGET and EXISTS"), "{replies:?}");
+    assert!(
+        lines[2].contains("DEL, UNLINK, GET, MGET and EXISTS"),
+        "{replies:?}"
+    );
     assert_eq!(lines[3], "+QUEUED", "{replies:?}");
     assert_eq!(
         lines[4], "-EXECABORT Transaction discarded because of previous errors.",
@@ -240,6 +251,33 @@ async fn reads_see_no_other_client() {
     assert!(num_adds > 0, "the other client added nothing");
     let total: i64 = query(&mut connection, &[b"GET", b"shared"]).await.unwrap();
     assert_eq!(total, 200 * 1000 + num_adds);
+}
+
+/// DEL inside MULTI clears a counter that exists at its place in the transaction, so a counter
+/// that the transaction creates is cleared, and a missing one is not counted.
+#[tokio::test]
+async fn delete_inside_transaction() {
+    let tally = TestServer::start();
+    let mut connection = connect(&tally).await;
+
+    let (created, deleted, missing, after): (i64, i64, i64, i64) = redis::pipe()
+        .atomic()
+        .incr("fresh", 7)
+        .del("fresh")
+        .del("never-written")
+        .incr("fresh", 2)
+        .query_async(&mut connection)
+        .await
+        .expect("the transaction failed");
+
+    assert_eq!(created, 7);
+    assert_eq!(deleted, 1);
+    assert_eq!(missing, 0);
+    assert_eq!(after, 2);
+    let exists: i64 = query(&mut connection, &[b"EXISTS", b"never-written"])
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use super::reply::{self, NOT_AN_INTEGER, Protocol, Reply};
 use super::{connection, info, keyspace};
-use crate::service::{BatchChange, TokenInput};
+use crate::service::{BatchChange, Step, TokenInput};
 use crate::{Service, ServiceError};
 use std::borrow::Cow;
 use tally_core::{EventKind, parse_delta};
@@ -43,43 +43,63 @@ pub enum TransactionCommand {
     Unwatch,
 }
 
-/// A read that a transaction queues, with its keys as [`parse_read`] returns them.
+/// A command on keys, other than a change, that a transaction queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadCommand {
+pub enum KeyCommand {
     Get,
     MGet,
     Exists,
+    /// `DEL` or `UNLINK`.
+    Delete,
 }
 
-/// A read sent inside a transaction, parsed.
-pub enum QueuedRead {
-    Read(ReadCommand, Vec<String>),
-    /// A key that is not a valid counter name: the read fails at `EXEC`, as in Redis.
+/// A command on keys sent inside a transaction, parsed.
+pub enum QueuedKeyCommand {
+    /// The command and its keys. A `DEL` names each key once.
+    Keys(KeyCommand, Vec<String>),
+    /// A key that is not a valid counter name: the command fails at `EXEC`, as in Redis.
     Invalid(Reply),
     /// The wrong number of arguments: the transaction is discarded, as in Redis.
     WrongArity(Reply),
 }
 
-/// Parses `GET key`, `MGET key...` and `EXISTS key...` sent inside a transaction. Returns `None`
-/// for any other command.
-pub fn parse_read(arguments: &[Vec<u8>]) -> Option<QueuedRead> {
+/// Parses `GET key`, `MGET key...`, `EXISTS key...` and `DEL key...` sent inside a
+/// transaction. Returns `None` for any other command.
+pub fn parse_key_command(arguments: &[Vec<u8>]) -> Option<QueuedKeyCommand> {
     let mut buffer = [0u8; 16];
     let name = upper_case(&arguments[0], &mut buffer);
     let keys = &arguments[1..];
-    let read = match (name.as_ref(), keys.len()) {
-        ("GET", 1) => ReadCommand::Get,
-        ("MGET", 1..) => ReadCommand::MGet,
-        ("EXISTS", 1..) => ReadCommand::Exists,
-        ("GET" | "MGET" | "EXISTS", _) => {
-            return Some(QueuedRead::WrongArity(wrong_arity_reply(&name)));
+    let command = match (name.as_ref(), keys.len()) {
+        ("GET", 1) => KeyCommand::Get,
+        ("MGET", 1..) => KeyCommand::MGet,
+        ("EXISTS", 1..) => KeyCommand::Exists,
+        ("DEL" | "UNLINK", 1..) => KeyCommand::Delete,
+        ("GET" | "MGET" | "EXISTS" | "DEL" | "UNLINK", _) => {
+            return Some(QueuedKeyCommand::WrongArity(wrong_arity_reply(&name)));
         }
         _ => return None,
     };
-    let keys: Result<Vec<String>, Reply> = keys.iter().map(|key| text(key)).collect();
+    let keys = match command {
+        KeyCommand::Delete => distinct_keys(keys),
+        _ => keys.iter().map(|key| text(key)).collect(),
+    };
     Some(match keys {
-        Ok(keys) => QueuedRead::Read(read, keys),
-        Err(reply) => QueuedRead::Invalid(reply),
+        Ok(keys) => QueuedKeyCommand::Keys(command, keys),
+        Err(reply) => QueuedKeyCommand::Invalid(reply),
     })
+}
+
+/// Returns the keys of a `DEL` as counter names, each once: Redis deletes a key named twice
+/// once, and counts it once.
+fn distinct_keys(keys: &[Vec<u8>]) -> Result<Vec<String>, Reply> {
+    let mut names: Vec<String> = Vec::with_capacity(keys.len());
+    for key in keys {
+        let name = text(key)?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// The reply of a change: the new value or the event ID.
@@ -313,8 +333,8 @@ const OTHER_COMMANDS: [&str; 25] = [
     "TALLY.NAMESPACE",
 ];
 
-/// Returns the error for a command other than an add or clear sent inside `MULTI`. Only adds
-/// and clears are queued, so that `EXEC` can commit all of them in one group commit.
+/// Returns the error for a command sent inside `MULTI` that a transaction does not queue: one
+/// that the writer cannot execute in the transaction's order.
 pub fn not_queued(arguments: &[Vec<u8>]) -> Reply {
     let mut buffer = [0u8; 16];
     let name = upper_case(&arguments[0], &mut buffer);
@@ -323,8 +343,8 @@ pub fn not_queued(arguments: &[Vec<u8>]) -> Reply {
     }
     Reply::error(format!(
         "ERR {name} cannot be queued in a transaction: Tally queues only INCR, INCRBY, DECR, \
-         DECRBY, TALLY.ADD, TALLY.ADDGET, TALLY.CLEAR, GET, MGET and EXISTS, which the writer \
-         executes together"
+         DECRBY, TALLY.ADD, TALLY.ADDGET, TALLY.CLEAR, DEL, UNLINK, GET, MGET and EXISTS, which \
+         the writer executes together"
     ))
 }
 
@@ -381,39 +401,32 @@ fn exists(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
 }
 
 /// `DEL` clears each counter that exists and counts them; missing keys are left missing. A key
-/// named twice is cleared and counted once, as Redis deletes it once.
+/// named twice is cleared and counted once, as Redis deletes it once. The writer checks that
+/// each counter exists when it clears it.
 async fn delete(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
-    let mut changes = Vec::new();
-    for (position, key) in keys.iter().enumerate() {
-        if keys[..position].contains(key) {
-            continue;
-        }
-        match get(service, session, key) {
-            Reply::Bulk(_) => changes.push(BatchChange {
-                counter: String::from_utf8_lossy(key).into_owned(),
-                kind: EventKind::Clear,
-                token: None,
-            }),
-            Reply::Nil => {}
-            error => return error,
-        }
-    }
-    if changes.is_empty() {
-        return Reply::Integer(0);
-    }
-    match service.apply_changes(&session.namespace, changes).await {
+    let names = match distinct_keys(keys) {
+        Ok(names) => names,
+        Err(reply) => return reply,
+    };
+    let steps = names.into_iter().map(Step::ClearIfExists).collect();
+    match service.apply_steps(&session.namespace, steps).await {
         Err(error) => reply::service_error(&error),
-        Ok(outcomes) => {
-            let mut cleared = 0;
-            for outcome in outcomes {
-                match outcome {
-                    Ok(_) => cleared += 1,
-                    Err(error) => return reply::service_error(&error),
-                }
-            }
-            Reply::Integer(cleared)
+        Ok(outcomes) => count_found(outcomes.into_iter().map(|outcome| outcome.map(|_| ()))),
+    }
+}
+
+/// Returns the reply of `EXISTS` and `DEL`: the number of keys found, or the first error other
+/// than "not found".
+pub(super) fn count_found(outcomes: impl Iterator<Item = Result<(), ServiceError>>) -> Reply {
+    let mut count = 0;
+    for outcome in outcomes {
+        match outcome {
+            Ok(()) => count += 1,
+            Err(ServiceError::CounterNotFound { .. }) => {}
+            Err(error) => return reply::service_error(&error),
         }
     }
+    Reply::Integer(count)
 }
 
 #[cfg(test)]

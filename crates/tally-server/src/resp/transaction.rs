@@ -1,7 +1,7 @@
 //! `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH`.
 //!
-//! A transaction queues adds, clears and the reads `GET`, `MGET` and `EXISTS`, and `EXEC` sends
-//! them to the writer as one submission. The writer never splits a submission, so the changes
+//! A transaction queues adds, clears, `DEL` and the reads `GET`, `MGET` and `EXISTS`, and `EXEC`
+//! sends them to the writer as one submission. The writer never splits a submission, so the changes
 //! share one group commit, which the store writes as one atomic batch: after a crash the log
 //! contains all of them or none. The writer executes the steps in order with no change of
 //! another client in between, so a read returns the value after the steps before it, as in
@@ -10,10 +10,10 @@
 //! Tally has no check-and-set, so `WATCH` fails.
 
 use super::commands::{
-    ChangeReply, Command, QueuedRead, ReadCommand, Session, TransactionCommand, not_queued,
-    parse_read, value_reply,
+    ChangeReply, Command, KeyCommand, QueuedKeyCommand, Session, TransactionCommand, count_found,
+    not_queued, parse_key_command, value_reply,
 };
-use super::reply::{self, Reply};
+use super::reply::Reply;
 use crate::service::Step as ServiceStep;
 use crate::writer::ChangeOutcome;
 use crate::{Service, ServiceError};
@@ -37,8 +37,8 @@ pub struct Transaction {
 enum Entry {
     /// The outcome of the next step in [`Transaction::steps`].
     Change(ChangeReply),
-    /// The outcomes of the next `count` steps, one read per key.
-    Read { read: ReadCommand, count: usize },
+    /// The outcomes of the next `count` steps, one per key.
+    Keys { command: KeyCommand, count: usize },
     /// A reply known when the command was queued.
     Known(Reply),
 }
@@ -85,16 +85,20 @@ impl Transaction {
 
     /// Queues a read, or rejects any other command that is not a change.
     fn receive_other(&mut self, arguments: &[Vec<u8>]) -> Step {
-        match parse_read(arguments) {
-            Some(QueuedRead::Read(read, keys)) => {
-                let entry = Entry::Read {
-                    read,
+        match parse_key_command(arguments) {
+            Some(QueuedKeyCommand::Keys(command, keys)) => {
+                let entry = Entry::Keys {
+                    command,
                     count: keys.len(),
                 };
-                self.queue(entry, keys.into_iter().map(ServiceStep::Read).collect())
+                let step = match command {
+                    KeyCommand::Delete => ServiceStep::ClearIfExists,
+                    _ => ServiceStep::Read,
+                };
+                self.queue(entry, keys.into_iter().map(step).collect())
             }
-            Some(QueuedRead::Invalid(reply)) => self.queue(Entry::Known(reply), Vec::new()),
-            Some(QueuedRead::WrongArity(reply)) => self.discard_with(reply),
+            Some(QueuedKeyCommand::Invalid(reply)) => self.queue(Entry::Known(reply), Vec::new()),
+            Some(QueuedKeyCommand::WrongArity(reply)) => self.discard_with(reply),
             None => self.discard_with(not_queued(arguments)),
         }
     }
@@ -139,10 +143,10 @@ impl Transaction {
                 Entry::Change(reply_with) => {
                     super::change_reply(next_outcome(&mut outcomes), reply_with)
                 }
-                Entry::Read { read, count } => {
+                Entry::Keys { command, count } => {
                     let values = (0..count)
                         .map(|_| next_outcome(&mut outcomes).map(|outcome| outcome.value));
-                    read_reply(read, values)
+                    key_command_reply(command, values)
                 }
             })
             .collect();
@@ -160,25 +164,17 @@ fn next_outcome(outcomes: &mut impl Iterator<Item = Outcome>) -> Outcome {
     })
 }
 
-/// Builds the reply of a queued read from the values of its keys, as the same command outside
-/// a transaction replies.
-fn read_reply(
-    read: ReadCommand,
+/// Builds the reply of a queued command on keys from the outcomes of its keys, as the same
+/// command outside a transaction replies.
+fn key_command_reply(
+    command: KeyCommand,
     mut values: impl Iterator<Item = Result<i64, ServiceError>>,
 ) -> Reply {
-    match read {
-        ReadCommand::Get => values.next().map_or(Reply::Nil, value_reply),
-        ReadCommand::MGet => Reply::Array(values.map(value_reply).collect()),
-        ReadCommand::Exists => {
-            let mut count = 0;
-            for value in values {
-                match value {
-                    Ok(_) => count += 1,
-                    Err(ServiceError::CounterNotFound { .. }) => {}
-                    Err(error) => return reply::service_error(&error),
-                }
-            }
-            Reply::Integer(count)
+    match command {
+        KeyCommand::Get => values.next().map_or(Reply::Nil, value_reply),
+        KeyCommand::MGet => Reply::Array(values.map(value_reply).collect()),
+        KeyCommand::Exists | KeyCommand::Delete => {
+            count_found(values.map(|value| value.map(|_| ())))
         }
     }
 }
