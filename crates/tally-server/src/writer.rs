@@ -775,6 +775,63 @@ mod tests {
     use tally_core::{NamespaceConfig, NamespaceName};
     use tally_storage::{MemoryStore, NamespaceRecord};
 
+    const NOW: EventTime = EventTime::from_micros(1_700_000_000_000_000);
+
+    /// Returns a memory store with the namespace `default` (ID 1), and its entry.
+    fn store_with_namespace() -> (Arc<MemoryStore>, Arc<NamespaceEntry>) {
+        let store = Arc::new(MemoryStore::new());
+        let record = NamespaceRecord {
+            id: 1,
+            name: NamespaceName::parse("default").unwrap(),
+            config: NamespaceConfig::default(),
+            sealed_until: EventTime::from_micros(0),
+        };
+        store.put_namespace(&record).unwrap();
+        (store, Arc::new(NamespaceEntry::new(record)))
+    }
+
+    /// Returns an add to `counter` in `namespace`, with a token if one is given.
+    fn add(
+        namespace: &Arc<NamespaceEntry>,
+        counter: &str,
+        delta: i64,
+        token: Option<IdempotencyToken>,
+    ) -> Operation {
+        Operation::Change(ChangeRequest {
+            namespace: Arc::clone(namespace),
+            counter: CounterName::parse(counter).unwrap(),
+            kind: EventKind::Add { delta },
+            token,
+            received_at: NOW,
+        })
+    }
+
+    fn token(text: &str, client_time: bool) -> Option<IdempotencyToken> {
+        Some(IdempotencyToken {
+            token: text.into(),
+            event_time: NOW,
+            client_time,
+        })
+    }
+
+    /// Submits each batch of operations in turn, then stops the writer, and returns the
+    /// outcomes of every batch.
+    fn submit_and_stop(
+        (writer, thread): (WriterHandle, std::thread::JoinHandle<()>),
+        batches: Vec<Vec<Operation>>,
+    ) -> Vec<Vec<Result<ChangeOutcome, ServiceError>>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcomes = batches
+            .into_iter()
+            .map(|operations| runtime.block_on(writer.submit(operations)).unwrap())
+            .collect();
+        drop(writer);
+        thread.join().unwrap();
+        outcomes
+    }
+
     #[test]
     fn borrowed_token_key_finds_owned_key() {
         let mut tokens: HashMap<(CounterId, String), u64> = HashMap::new();
@@ -793,16 +850,8 @@ mod tests {
     /// is still recognised, a conflicting one is still rejected, and new tokens apply.
     #[test]
     fn stored_tokens_found_through_filter() {
-        let now = EventTime::from_micros(1_700_000_000_000_000);
-        let store = Arc::new(MemoryStore::new());
-        let record = NamespaceRecord {
-            id: 1,
-            name: NamespaceName::parse("default").unwrap(),
-            config: NamespaceConfig::default(),
-            sealed_until: EventTime::from_micros(0),
-        };
-        store.put_namespace(&record).unwrap();
-        let stored_key = EventKey { time: now, id: 1 };
+        let (store, namespace) = store_with_namespace();
+        let stored_key = EventKey { time: NOW, id: 1 };
         store
             .append(&AppendBatch {
                 events: vec![(
@@ -837,35 +886,16 @@ mod tests {
                 state: counter_state,
             },
         );
-        let filter = TokenFilter::loaded(store.as_ref(), 3600, now);
-        let clock = Arc::new(ManualClock::new(now.plus_seconds(1)));
-        let (writer, thread) =
-            start_with_filter(store, Arc::clone(&state), clock, (1, 1), 16, filter).unwrap();
-        let namespace = Arc::new(NamespaceEntry::new(record));
-        let change = |token: &str, delta: i64| ChangeRequest {
-            namespace: Arc::clone(&namespace),
-            counter: CounterName::parse("a").unwrap(),
-            kind: EventKind::Add { delta },
-            token: Some(IdempotencyToken {
-                token: token.into(),
-                event_time: now,
-                client_time: true,
-            }),
-            received_at: now,
-        };
+        let filter = TokenFilter::loaded(store.as_ref(), 3600, NOW);
+        let clock = Arc::new(ManualClock::new(NOW.plus_seconds(1)));
+        let writer = start_with_filter(store, Arc::clone(&state), clock, (1, 1), 16, filter);
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let outcomes = runtime
-            .block_on(writer.submit(vec![
-                Operation::Change(change("before", 5)),
-                Operation::Change(change("before", 6)),
-                Operation::Change(change("after", 2)),
-            ]))
-            .unwrap();
-        drop(writer);
-        thread.join().unwrap();
+        let batch = vec![
+            add(&namespace, "a", 5, token("before", true)),
+            add(&namespace, "a", 6, token("before", true)),
+            add(&namespace, "a", 2, token("after", true)),
+        ];
+        let outcomes = submit_and_stop(writer.unwrap(), vec![batch]).remove(0);
 
         let retry = outcomes[0].clone().unwrap();
         assert!(retry.duplicate);
@@ -884,96 +914,53 @@ mod tests {
     /// a read of a counter that does not exist yet fails with "not found".
     #[test]
     fn reads_follow_earlier_operations() {
-        let now = EventTime::from_micros(1_700_000_000_000_000);
-        let store = Arc::new(MemoryStore::new());
-        let record = NamespaceRecord {
-            id: 1,
-            name: NamespaceName::parse("default").unwrap(),
-            config: NamespaceConfig::default(),
-            sealed_until: EventTime::from_micros(0),
-        };
-        store.put_namespace(&record).unwrap();
-        let namespace = Arc::new(NamespaceEntry::new(record));
+        let (store, namespace) = store_with_namespace();
         let state = Arc::new(SharedState::default());
-        let clock = Arc::new(ManualClock::new(now));
-        let (writer, thread) = start(store, state, clock, 0, 0, 16).unwrap();
-        let add = |delta: i64| {
-            Operation::Change(ChangeRequest {
-                namespace: Arc::clone(&namespace),
-                counter: CounterName::parse("a").unwrap(),
-                kind: EventKind::Add { delta },
-                token: None,
-                received_at: now,
-            })
-        };
+        let writer = start(store, state, Arc::new(ManualClock::new(NOW)), 0, 0, 16);
         let read = || Operation::Read {
             namespace: Arc::clone(&namespace),
             counter: CounterName::parse("a").unwrap(),
         };
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let outcomes = runtime
-            .block_on(writer.submit(vec![read(), add(5), read(), add(-2), read()]))
-            .unwrap();
-        let later = runtime.block_on(writer.submit(vec![read()])).unwrap();
-        drop(writer);
-        thread.join().unwrap();
+        let batches = vec![
+            vec![
+                read(),
+                add(&namespace, "a", 5, None),
+                read(),
+                add(&namespace, "a", -2, None),
+                read(),
+            ],
+            vec![read()],
+        ];
+        let outcomes = submit_and_stop(writer.unwrap(), batches);
 
         assert!(matches!(
-            outcomes[0],
+            outcomes[0][0],
             Err(ServiceError::CounterNotFound { .. })
         ));
-        let values: Vec<i64> = outcomes[1..]
+        let values: Vec<i64> = outcomes[0][1..]
             .iter()
             .map(|outcome| outcome.clone().unwrap().value)
             .collect();
         assert_eq!(values, [5, 5, 3, 3]);
-        assert_eq!(later[0].clone().unwrap().value, 3);
+        assert_eq!(outcomes[1][0].clone().unwrap().value, 3);
     }
 
     /// A token sent twice in one group commit applies once. The same token on another counter
     /// is a different claim.
     #[test]
     fn token_repeated_within_one_commit_applies_once() {
-        let now = EventTime::from_micros(1_700_000_000_000_000);
-        let store = Arc::new(MemoryStore::new());
-        let record = NamespaceRecord {
-            id: 1,
-            name: NamespaceName::parse("default").unwrap(),
-            config: NamespaceConfig::default(),
-            sealed_until: EventTime::from_micros(0),
-        };
-        store.put_namespace(&record).unwrap();
-        let namespace = Arc::new(NamespaceEntry::new(record));
+        let (store, namespace) = store_with_namespace();
         let state = Arc::new(SharedState::default());
-        let clock = Arc::new(ManualClock::new(now));
-        let (writer, thread) = start(store, Arc::clone(&state), clock, 0, 0, 16).unwrap();
-        let change = |counter: &str, delta: i64| ChangeRequest {
-            namespace: Arc::clone(&namespace),
-            counter: CounterName::parse(counter).unwrap(),
-            kind: EventKind::Add { delta },
-            token: Some(IdempotencyToken {
-                token: "t".into(),
-                event_time: now,
-                client_time: false,
-            }),
-            received_at: now,
-        };
+        let clock = Arc::new(ManualClock::new(NOW));
+        let writer = start(store, Arc::clone(&state), clock, 0, 0, 16);
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let outcomes = runtime
-            .block_on(writer.submit(vec![
-                Operation::Change(change("a", 5)),
-                Operation::Change(change("a", 5)),
-                Operation::Change(change("b", 3)),
-            ]))
-            .unwrap();
-        drop(writer);
-        thread.join().unwrap();
+        let batch = vec![
+            add(&namespace, "a", 5, token("t", false)),
+            add(&namespace, "a", 5, token("t", false)),
+            add(&namespace, "b", 3, token("t", false)),
+        ];
+        let outcomes = submit_and_stop(writer.unwrap(), vec![batch]).remove(0);
 
         let outcomes: Vec<ChangeOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
         assert!(!outcomes[0].duplicate);
