@@ -6,6 +6,7 @@
 mod common;
 
 use common::TestServer;
+use common::frontend::Frontend;
 use common::redis::{RedisServer, connect, encode_commands, query, redis_cli};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -278,6 +279,37 @@ async fn delete_inside_transaction() {
         .await
         .unwrap();
     assert_eq!(exists, 0);
+}
+
+/// In a `best_effort` namespace, which has no writer, a transaction's reads and `DEL` still see
+/// the changes before them.
+#[tokio::test]
+async fn best_effort_transaction_in_order() {
+    let tally = TestServer::start();
+    let config = serde_json::json!({ "counter_type": "best_effort" });
+    tally
+        .http_client()
+        .put_namespace("fast", config)
+        .await
+        .unwrap();
+
+    let replies = exchange(
+        &tally.resp,
+        encode_commands(&[
+            &["TALLY.NAMESPACE", "fast"],
+            &["MULTI"],
+            &["GET", "f"],
+            &["INCRBY", "f", "4"],
+            &["GET", "f"],
+            &["DEL", "f", "missing"],
+            &["EXISTS", "f", "missing"],
+            &["EXEC"],
+        ]),
+    );
+
+    let queued = "+QUEUED\r\n".repeat(5);
+    let expected = format!("+OK\r\n+OK\r\n{queued}*5\r\n$-1\r\n:4\r\n$1\r\n4\r\n:1\r\n:1\r\n");
+    assert_eq!(replies, expected);
 }
 
 #[test]
