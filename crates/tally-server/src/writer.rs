@@ -171,7 +171,7 @@ struct Writer {
     store: Arc<dyn EventStore>,
     state: Arc<SharedState>,
     clock: Arc<dyn Clock>,
-    /// Which tokens the store may hold, so that new tokens skip the store lookup.
+    /// Filters of the tokens that the store may contain, so that new tokens skip the lookup.
     token_filter: TokenFilter,
     last_event_id: EventId,
     last_counter_id: CounterId,
