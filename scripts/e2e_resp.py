@@ -48,6 +48,22 @@ def check_reads_inside_transaction(client, name):
     )
 
 
+def check_set_and_getdel(client, name):
+    """SET, GETSET and GETDEL take integer values and reply as Redis does."""
+    expect_equal(client.set(name("set"), 5), True, "reply of SET")
+    expect_equal(client.incr(name("set")), 6, "INCR after SET")
+    expect_equal(client.set(name("set"), -2, get=True), b"6", "reply of SET ... GET")
+    expect_equal(client.getset(name("set"), 9), b"-2", "reply of GETSET")
+    expect_equal(client.getdel(name("set")), b"9", "reply of GETDEL")
+    expect_equal(client.getdel(name("set-missing")), None, "GETDEL of a missing key")
+    try:
+        client.set(name("set"), "text")
+    except redis.ResponseError as error:
+        expect("not an integer" in str(error), f"unexpected error: {error}")
+    else:
+        raise CheckFailed("SET of a text value succeeded")
+
+
 def check_unknown_discards_transaction(client, name):
     """A command that a transaction cannot queue is rejected, and EXEC then applies nothing."""
     pipeline = client.pipeline()
@@ -123,6 +139,7 @@ def main():
     )
     runner.run("reads inside a transaction", lambda: check_reads_inside_transaction(client, name))
     runner.run("TYPE discards a transaction", lambda: check_unknown_discards_transaction(client, name))
+    runner.run("SET, GETSET and GETDEL", lambda: check_set_and_getdel(client, name))
     runner.run(
         "overflow inside a transaction", lambda: check_overflow_inside_transaction(client, name)
     )

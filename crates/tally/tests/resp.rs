@@ -479,11 +479,11 @@ async fn redis_commands_behave_like_redis() {
         "0"
     );
 
-    let error = query::<String>(&mut connection, &[b"SET", b"k", b"1"])
+    let error = query::<String>(&mut connection, &[b"APPEND", b"k", b"1"])
         .await
         .unwrap_err();
     assert!(
-        error_text(&error).contains("unknown command 'SET', with args beginning with: 'k' '1'"),
+        error_text(&error).contains("unknown command 'APPEND', with args beginning with: 'k' '1'"),
         "{error}"
     );
     let error = query::<i64>(&mut connection, &[b"INCR"]).await.unwrap_err();

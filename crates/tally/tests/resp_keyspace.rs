@@ -292,6 +292,70 @@ fn timeouts_and_unlink_match_redis() {
     }
 }
 
+/// `SET`, `GETSET` and `GETDEL` on integer values reply as Redis does. A cleared counter still
+/// exists with the value 0, so the commands stop before a `GET` after a `GETDEL`.
+#[test]
+fn set_and_getdel_match_redis() {
+    let tally = TestServer::start();
+    let redis = RedisServer::start();
+    let commands: &[&[&str]] = &[
+        &["SET", "s", "5"],
+        &["GET", "s"],
+        &["INCRBY", "s", "10"],
+        &["SET", "s", "-7", "GET"],
+        &["GET", "s"],
+        &["GETSET", "s", "9223372036854775807"],
+        &["INCR", "s"],
+        &["SET", "s", "3", "KEEPTTL"],
+        &["SET", "fresh", "4", "GET"],
+        &["GETSET", "other", "2"],
+        &["GETDEL", "missing"],
+        &["SET", "s", "1", "BOGUS"],
+        &["SET", "s"],
+        &["GETSET", "s"],
+        &["GETDEL"],
+        &["GETDEL", "s"],
+    ];
+    for command in commands {
+        let from_tally = redis_cli(&tally, command);
+        let from_redis = redis_cli_at(&redis.address, command);
+        assert_eq!(from_tally, from_redis, "{command:?}");
+    }
+}
+
+/// `SET` takes integers only and no timeout or condition, and a rejected `SET` changes nothing.
+#[test]
+fn set_rejects_what_counters_lack() {
+    let tally = TestServer::start();
+    redis_cli(&tally, &["SET", "c", "8"]);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["SET", "c", "abc"],
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            &["GETSET", "c", "1.5"],
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            &["SET", "c", "1", "EX", "10"],
+            "ERR SET EX is not supported: Tally counters never expire",
+        ),
+        (
+            &["SET", "c", "1", "px", "10"],
+            "ERR SET PX is not supported: Tally counters never expire",
+        ),
+        (
+            &["SET", "c", "1", "NX"],
+            "ERR SET NX is not supported: Tally has no conditional set",
+        ),
+    ];
+    for (command, expected) in cases {
+        assert_eq!(redis_cli(&tally, command), *expected, "{command:?}");
+    }
+    assert_eq!(redis_cli(&tally, &["GET", "c"]), "8");
+}
+
 #[test]
 fn expire_is_rejected() {
     let tally = TestServer::start();

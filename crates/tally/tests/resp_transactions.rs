@@ -130,6 +130,16 @@ const SAME_AS_REDIS: &[&[&[&str]]] = &[
     &[&["MULTI"], &["INCR", "u"], &["DEL"], &["EXEC"]],
     &[
         &["MULTI"],
+        &["SET", "w", "3"],
+        &["INCR", "w"],
+        &["GETSET", "w", "1"],
+        &["SET", "w", "6", "GET"],
+        &["GETDEL", "w"],
+        &["EXEC"],
+    ],
+    &[&["MULTI"], &["SET", "w"], &["EXEC"]],
+    &[
+        &["MULTI"],
         &["INCR", "v"],
         &["DEL", "v", "missing", "v"],
         &["UNLINK", "missing"],
@@ -204,7 +214,7 @@ fn other_commands_cannot_be_queued() {
         "{replies:?}"
     );
     assert!(
-        lines[2].contains("DEL, UNLINK, GET, MGET and EXISTS"),
+        lines[2].contains("DEL, UNLINK, SET, GETSET, GETDEL, GET, MGET and EXISTS"),
         "{replies:?}"
     );
     assert_eq!(lines[3], "+QUEUED", "{replies:?}");

@@ -3,9 +3,10 @@
 //! A key is a counter name in the connection's namespace: `default`, or the one chosen with
 //! `TALLY.NAMESPACE name`. Keys are used as they are, so `user:42:views` is one counter name.
 
+use super::key_commands::{self, ParsedKeyCommand};
 use super::reply::{self, NOT_AN_INTEGER, Protocol, Reply};
 use super::{connection, info, keyspace};
-use crate::service::{BatchChange, Step, TokenInput};
+use crate::service::{BatchChange, TokenInput};
 use crate::{Service, ServiceError};
 use std::borrow::Cow;
 use tally_core::{EventKind, parse_delta};
@@ -43,65 +44,6 @@ pub enum TransactionCommand {
     Unwatch,
 }
 
-/// A command on keys, other than a change, that a transaction queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyCommand {
-    Get,
-    MGet,
-    Exists,
-    /// `DEL` or `UNLINK`.
-    Delete,
-}
-
-/// A command on keys sent inside a transaction, parsed.
-pub enum QueuedKeyCommand {
-    /// The command and its keys. A `DEL` names each key once.
-    Keys(KeyCommand, Vec<String>),
-    /// A key that is not a valid counter name: the command fails at `EXEC`, as in Redis.
-    Invalid(Reply),
-    /// The wrong number of arguments: the transaction is discarded, as in Redis.
-    WrongArity(Reply),
-}
-
-/// Parses `GET key`, `MGET key...`, `EXISTS key...` and `DEL key...` sent inside a
-/// transaction. Returns `None` for any other command.
-pub fn parse_key_command(arguments: &[Vec<u8>]) -> Option<QueuedKeyCommand> {
-    let mut buffer = [0u8; 16];
-    let name = upper_case(&arguments[0], &mut buffer);
-    let keys = &arguments[1..];
-    let command = match (name.as_ref(), keys.len()) {
-        ("GET", 1) => KeyCommand::Get,
-        ("MGET", 1..) => KeyCommand::MGet,
-        ("EXISTS", 1..) => KeyCommand::Exists,
-        ("DEL" | "UNLINK", 1..) => KeyCommand::Delete,
-        ("GET" | "MGET" | "EXISTS" | "DEL" | "UNLINK", _) => {
-            return Some(QueuedKeyCommand::WrongArity(wrong_arity_reply(&name)));
-        }
-        _ => return None,
-    };
-    let keys = match command {
-        KeyCommand::Delete => distinct_keys(keys),
-        _ => keys.iter().map(|key| text(key)).collect(),
-    };
-    Some(match keys {
-        Ok(keys) => QueuedKeyCommand::Keys(command, keys),
-        Err(reply) => QueuedKeyCommand::Invalid(reply),
-    })
-}
-
-/// Returns the keys of a `DEL` as counter names, each once: Redis deletes a key named twice
-/// once, and counts it once.
-fn distinct_keys(keys: &[Vec<u8>]) -> Result<Vec<String>, Reply> {
-    let mut names: Vec<String> = Vec::with_capacity(keys.len());
-    for key in keys {
-        let name = text(key)?;
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    Ok(names)
-}
-
 /// The reply of a change: the new value or the event ID.
 #[derive(Clone, Copy)]
 pub enum ChangeReply {
@@ -123,7 +65,7 @@ pub(super) fn upper_case<'a>(name: &[u8], buffer: &'a mut [u8; 16]) -> Cow<'a, s
     Cow::Owned(String::from_utf8_lossy(name).to_uppercase())
 }
 
-fn text(argument: &[u8]) -> Result<String, Reply> {
+pub(super) fn text(argument: &[u8]) -> Result<String, Reply> {
     String::from_utf8(argument.to_vec())
         .map_err(|_| Reply::error("ERR invalid counter: must be valid UTF-8"))
 }
@@ -132,7 +74,7 @@ fn wrong_arity(name: &str) -> Command {
     Command::WrongArity(wrong_arity_reply(name))
 }
 
-fn wrong_arity_reply(name: &str) -> Reply {
+pub(super) fn wrong_arity_reply(name: &str) -> Reply {
     Reply::error(format!(
         "ERR wrong number of arguments for '{}' command",
         name.to_lowercase()
@@ -268,7 +210,9 @@ pub async fn execute_other(
             Reply::Array(args.iter().map(|key| get(service, session, key)).collect())
         }
         ("EXISTS", n) if n >= 1 => exists(service, session, args),
-        ("DEL" | "UNLINK", n) if n >= 1 => delete(service, session, args).await,
+        ("DEL" | "UNLINK" | "SET" | "GETSET" | "GETDEL", _) => {
+            run_key_command(service, session, arguments).await
+        }
         ("SELECT", 1) => match parse_delta(&args[0]) {
             Ok(0) => Reply::Simple("OK"),
             Ok(_) => Reply::error("ERR DB index is out of range"),
@@ -305,7 +249,7 @@ pub async fn execute_other(
 }
 
 /// The commands that [`execute_other`] implements.
-const OTHER_COMMANDS: [&str; 25] = [
+const OTHER_COMMANDS: [&str; 28] = [
     "PING",
     "ECHO",
     "HELLO",
@@ -314,6 +258,9 @@ const OTHER_COMMANDS: [&str; 25] = [
     "EXISTS",
     "DEL",
     "UNLINK",
+    "SET",
+    "GETSET",
+    "GETDEL",
     "SELECT",
     "COMMAND",
     "CONFIG",
@@ -343,8 +290,8 @@ pub fn not_queued(arguments: &[Vec<u8>]) -> Reply {
     }
     Reply::error(format!(
         "ERR {name} cannot be queued in a transaction: Tally queues only INCR, INCRBY, DECR, \
-         DECRBY, TALLY.ADD, TALLY.ADDGET, TALLY.CLEAR, DEL, UNLINK, GET, MGET and EXISTS, which \
-         the writer executes together"
+         DECRBY, TALLY.ADD, TALLY.ADDGET, TALLY.CLEAR, DEL, UNLINK, SET, GETSET, GETDEL, GET, MGET \
+         and EXISTS, which the writer executes together"
     ))
 }
 
@@ -400,18 +347,16 @@ fn exists(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
     Reply::Integer(count)
 }
 
-/// `DEL` clears each counter that exists and counts them; missing keys are left missing. A key
-/// named twice is cleared and counted once, as Redis deletes it once. The writer checks that
-/// each counter exists when it clears it.
-async fn delete(service: &Service, session: &Session, keys: &[Vec<u8>]) -> Reply {
-    let names = match distinct_keys(keys) {
-        Ok(names) => names,
-        Err(reply) => return reply,
-    };
-    let steps = names.into_iter().map(Step::ClearIfExists).collect();
-    match service.apply_steps(&session.namespace, steps).await {
-        Err(error) => reply::service_error(&error),
-        Ok(outcomes) => count_found(outcomes.into_iter().map(|outcome| outcome.map(|_| ()))),
+/// Executes a command of [`key_commands`] outside a transaction. `DEL` clears each counter
+/// that exists and counts them, and a key named twice is cleared and counted once, as Redis
+/// deletes it once.
+async fn run_key_command(service: &Service, session: &Session, arguments: &[Vec<u8>]) -> Reply {
+    match key_commands::parse(arguments) {
+        Some(ParsedKeyCommand::Keys(command, keys)) => {
+            key_commands::execute(service, session, command, keys).await
+        }
+        Some(ParsedKeyCommand::Invalid(reply) | ParsedKeyCommand::WrongArity(reply)) => reply,
+        None => unknown_command(arguments),
     }
 }
 

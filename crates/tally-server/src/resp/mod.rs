@@ -16,6 +16,7 @@ mod connection;
 pub mod frame;
 mod glob;
 mod info;
+mod key_commands;
 mod keyspace;
 mod reply;
 mod transaction;

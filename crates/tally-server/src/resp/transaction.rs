@@ -1,7 +1,7 @@
 //! `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH`.
 //!
-//! A transaction queues adds, clears, `DEL` and the reads `GET`, `MGET` and `EXISTS`, and `EXEC`
-//! sends them to the writer as one submission. The writer never splits a submission, so the changes
+//! A transaction queues adds, clears and the commands of `key_commands` (`GET`, `DEL`, `SET` and
+//! others), and `EXEC` sends them to the writer as one submission. The writer never splits a submission, so the changes
 //! share one group commit, which the store writes as one atomic batch: after a crash the log
 //! contains all of them or none. The writer executes the steps in order with no change of
 //! another client in between, so a read returns the value after the steps before it, as in
@@ -9,14 +9,11 @@
 //! the others apply), and a command rejected while it is queued discards the whole transaction.
 //! Tally has no check-and-set, so `WATCH` fails.
 
-use super::commands::{
-    ChangeReply, Command, KeyCommand, QueuedKeyCommand, Session, TransactionCommand, count_found,
-    not_queued, parse_key_command, value_reply,
-};
+use super::commands::{ChangeReply, Command, Session, TransactionCommand, not_queued};
+use super::key_commands::{self, KeyCommand, ParsedKeyCommand, next_outcome};
 use super::reply::Reply;
+use crate::Service;
 use crate::service::Step as ServiceStep;
-use crate::writer::ChangeOutcome;
-use crate::{Service, ServiceError};
 
 /// Maximum number of commands that one transaction queues. A client that sends more gets an
 /// error, and `EXEC` then discards the transaction.
@@ -37,8 +34,11 @@ pub struct Transaction {
 enum Entry {
     /// The outcome of the next step in [`Transaction::steps`].
     Change(ChangeReply),
-    /// The outcomes of the next `count` steps, one per key.
-    Keys { command: KeyCommand, count: usize },
+    /// The outcomes of the next `num_steps` steps.
+    Keys {
+        command: KeyCommand,
+        num_steps: usize,
+    },
     /// A reply known when the command was queued.
     Known(Reply),
 }
@@ -85,20 +85,17 @@ impl Transaction {
 
     /// Queues a read, or rejects any other command that is not a change.
     fn receive_other(&mut self, arguments: &[Vec<u8>]) -> Step {
-        match parse_key_command(arguments) {
-            Some(QueuedKeyCommand::Keys(command, keys)) => {
+        match key_commands::parse(arguments) {
+            Some(ParsedKeyCommand::Keys(command, keys)) => {
+                let steps = command.steps(keys);
                 let entry = Entry::Keys {
                     command,
-                    count: keys.len(),
+                    num_steps: steps.len(),
                 };
-                let step = match command {
-                    KeyCommand::Delete => ServiceStep::ClearIfExists,
-                    _ => ServiceStep::Read,
-                };
-                self.queue(entry, keys.into_iter().map(step).collect())
+                self.queue(entry, steps)
             }
-            Some(QueuedKeyCommand::Invalid(reply)) => self.queue(Entry::Known(reply), Vec::new()),
-            Some(QueuedKeyCommand::WrongArity(reply)) => self.discard_with(reply),
+            Some(ParsedKeyCommand::Invalid(reply)) => self.queue(Entry::Known(reply), Vec::new()),
+            Some(ParsedKeyCommand::WrongArity(reply)) => self.discard_with(reply),
             None => self.discard_with(not_queued(arguments)),
         }
     }
@@ -143,39 +140,12 @@ impl Transaction {
                 Entry::Change(reply_with) => {
                     super::change_reply(next_outcome(&mut outcomes), reply_with)
                 }
-                Entry::Keys { command, count } => {
-                    let values = (0..count)
-                        .map(|_| next_outcome(&mut outcomes).map(|outcome| outcome.value));
-                    key_command_reply(command, values)
+                Entry::Keys { command, num_steps } => {
+                    command.reply((0..num_steps).map(|_| next_outcome(&mut outcomes)))
                 }
             })
             .collect();
         Reply::Array(replies)
-    }
-}
-
-type Outcome = Result<ChangeOutcome, ServiceError>;
-
-fn next_outcome(outcomes: &mut impl Iterator<Item = Outcome>) -> Outcome {
-    outcomes.next().unwrap_or_else(|| {
-        Err(ServiceError::Unavailable(
-            "the writer returned fewer outcomes than steps".into(),
-        ))
-    })
-}
-
-/// Builds the reply of a queued command on keys from the outcomes of its keys, as the same
-/// command outside a transaction replies.
-fn key_command_reply(
-    command: KeyCommand,
-    mut values: impl Iterator<Item = Result<i64, ServiceError>>,
-) -> Reply {
-    match command {
-        KeyCommand::Get => values.next().map_or(Reply::Nil, value_reply),
-        KeyCommand::MGet => Reply::Array(values.map(value_reply).collect()),
-        KeyCommand::Exists | KeyCommand::Delete => {
-            count_found(values.map(|value| value.map(|_| ())))
-        }
     }
 }
 
