@@ -311,6 +311,13 @@ fn set_and_getdel_match_redis() {
         &["GETSET", "other", "2"],
         &["GETDEL", "missing"],
         &["SET", "s", "1", "BOGUS"],
+        &["SET", "s", "abc", "BOGUS"],
+        &["SET", "s", "1", "EX"],
+        &["SET", "s", "1", "KEEPTTL", "EX", "10"],
+        &["SET", "s", "1", "EX", "10", "PX", "10"],
+        &["SET", "s", "1", "NX", "XX"],
+        &["SET", "s", "1", "GET", "GET"],
+        &["GET", "s"],
         &["SET", "s"],
         &["GETSET", "s"],
         &["GETDEL"],
@@ -347,6 +354,14 @@ fn set_rejects_what_counters_lack() {
         ),
         (
             &["SET", "c", "1", "NX"],
+            "ERR SET NX is not supported: Tally has no conditional set",
+        ),
+        (
+            &["SET", "c", "1", "xx", "EXAT", "99"],
+            "ERR SET EXAT is not supported: Tally counters never expire",
+        ),
+        (
+            &["SET", "c", "abc", "NX"],
             "ERR SET NX is not supported: Tally has no conditional set",
         ),
     ];

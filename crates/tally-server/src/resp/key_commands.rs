@@ -77,32 +77,46 @@ pub fn parse(arguments: &[Vec<u8>]) -> Option<ParsedKeyCommand> {
     })
 }
 
-/// Reads the value and options of `SET key value [GET] [KEEPTTL]`. A counter has no timeout, so
-/// `KEEPTTL` changes nothing, and the options that set one are rejected, as are `NX` and `XX`.
+/// Reads the value and options of `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT time|KEEPTTL]`.
+/// The options are checked first with Redis's syntax rules, so a malformed command gets
+/// Redis's `syntax error`. Then the options that a counter cannot honour are rejected: it has
+/// no timeout (`KEEPTTL` changes nothing) and no conditional set.
 fn set_options(value: &[u8], options: &[Vec<u8>]) -> Result<KeyCommand, Reply> {
-    let Ok(value) = parse_delta(value) else {
-        return Err(Reply::error(NOT_AN_INTEGER));
-    };
     let mut get = false;
-    for option in options {
-        match option.to_ascii_uppercase().as_slice() {
-            b"GET" => get = true,
-            b"KEEPTTL" => {}
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
-                return Err(Reply::error(format!(
-                    "ERR SET {} is not supported: Tally counters never expire",
-                    String::from_utf8_lossy(option).to_uppercase()
-                )));
+    let mut condition: Option<String> = None;
+    let mut timeout: Option<String> = None;
+    let mut keep_ttl = false;
+    let mut remaining = options.iter();
+    while let Some(option) = remaining.next() {
+        let name = String::from_utf8_lossy(option).to_ascii_uppercase();
+        match name.as_str() {
+            "GET" => get = true,
+            "NX" | "XX" if condition.as_ref().is_none_or(|seen| *seen == name) => {
+                condition = Some(name);
             }
-            b"NX" | b"XX" => {
-                return Err(Reply::error(format!(
-                    "ERR SET {} is not supported: Tally has no conditional set",
-                    String::from_utf8_lossy(option).to_uppercase()
-                )));
+            "KEEPTTL" if timeout.is_none() => keep_ttl = true,
+            "EX" | "PX" | "EXAT" | "PXAT" if timeout.is_none() && !keep_ttl => {
+                if remaining.next().is_none() {
+                    return Err(Reply::error("ERR syntax error"));
+                }
+                timeout = Some(name);
             }
             _ => return Err(Reply::error("ERR syntax error")),
         }
     }
+    if let Some(timeout) = timeout {
+        return Err(Reply::error(format!(
+            "ERR SET {timeout} is not supported: Tally counters never expire"
+        )));
+    }
+    if let Some(condition) = condition {
+        return Err(Reply::error(format!(
+            "ERR SET {condition} is not supported: Tally has no conditional set"
+        )));
+    }
+    let Ok(value) = parse_delta(value) else {
+        return Err(Reply::error(NOT_AN_INTEGER));
+    };
     Ok(KeyCommand::Set { value, get })
 }
 
