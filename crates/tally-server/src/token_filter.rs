@@ -109,6 +109,12 @@ impl TokenFilter {
         }
     }
 
+    /// Returns true once the writer uses the loader's result, so that [`Self::may_contain`]
+    /// can return false.
+    pub fn is_loaded(&self) -> bool {
+        matches!(self.stored, StoredTokens::Loaded)
+    }
+
     /// Returns the hash that identifies a token of a counter in the filter.
     pub fn hash(&self, namespace_id: NamespaceId, counter_id: CounterId, token: &str) -> u64 {
         token_hash(&self.hasher, namespace_id, counter_id, token)
@@ -423,7 +429,7 @@ mod tests {
         let mut filter = TokenFilter::start(Arc::clone(&store), 3600, START);
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
         let mut now = START;
-        while !matches!(filter.stored, StoredTokens::Loaded) {
+        while !filter.is_loaded() {
             assert!(Instant::now() < deadline, "the loader did not finish");
             now = now.plus_seconds(1);
             filter.maintain(now, || 3600);
