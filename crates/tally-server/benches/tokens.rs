@@ -1,8 +1,8 @@
 //! Micro-benchmark of the check that decides whether the writer looks a token up: the token
-//! filter's answer for a new token, against the embedded store's lookup that it saves.
+//! filter's check of a new token, against the embedded store's lookup that it saves.
 //!
 //! Both hold the same 200,000 tokens, written in group commits of 1,000 as the writer writes
-//! them, so the store answers from fjall's memtables as it does under load. Every token looked
+//! them, so the store reads fjall's memtables as it does under load. Every token looked
 //! up is new, as nearly all tokens are.
 //!
 //! Run with `cargo bench -p tally-server --bench tokens`.
