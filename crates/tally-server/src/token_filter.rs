@@ -1,4 +1,4 @@
-//! Which idempotency tokens the store may hold.
+//! Bloom filters of the idempotency tokens that the store may contain.
 //!
 //! Nearly every token that a client sends is new, yet the writer had to look each one up in the
 //! store's token index before it could apply the change. In the embedded store that lookup
@@ -10,12 +10,13 @@
 //! The filter is a list of Bloom filters (generations). The writer adds each token it claims to
 //! the newest one. A generation is dropped once every token in it is older than the maximum
 //! idempotency window of all namespaces, after which the store may forget them too. After a
-//! start, a loader thread reads the tokens already stored. Until it finishes, every token is
-//! looked up in the store as before.
+//! start, a loader thread reads the tokens already stored into generations of their own, one
+//! per quarter of the window, which leave memory as the window moves on. Until the writer has
+//! them, it looks every token up in the store as before.
 //!
-//! NOTE: the filter knows only the tokens that this process wrote or found at its start, which
-//! holds while one node owns the store. Nodes that share one store (PostgreSQL, not built yet)
-//! would have to look every token up, or share the filter's updates.
+//! NOTE: the filter contains only the tokens that this process wrote or found at its start,
+//! which is enough while one node owns the store. Nodes that share one store (PostgreSQL, not
+//! built yet) would have to look every token up, or share the filters' updates.
 
 use fastbloom::BloomFilter;
 use hashbrown::DefaultHashBuilder;
@@ -44,7 +45,10 @@ const MAINTENANCE_INTERVAL_SECONDS: i64 = 1;
 /// The tokens of the store that the writer may find, summarised.
 pub struct TokenFilter {
     hasher: DefaultHashBuilder,
+    /// The tokens that this process claimed.
     generations: Generations,
+    /// The tokens that the store held at the start, once the loader has read them.
+    stored_generations: Generations,
     stored: StoredTokens,
     /// The maximum idempotency window of all namespaces, as of the last maintenance.
     window_seconds: i64,
@@ -71,7 +75,8 @@ impl TokenFilter {
         let spawned = std::thread::Builder::new()
             .name("tally-token-load".into())
             .spawn(move || {
-                let _ = sender.send(load(store.as_ref(), &loader_hasher));
+                let loaded = load(store.as_ref(), &loader_hasher, window_seconds, now);
+                let _ = sender.send(loaded);
             });
         let stored = match spawned {
             Ok(_) => StoredTokens::Loading(receiver),
@@ -87,9 +92,10 @@ impl TokenFilter {
     #[cfg(test)]
     pub(crate) fn loaded(store: &dyn EventStore, window_seconds: i64, now: EventTime) -> Self {
         let hasher = DefaultHashBuilder::default();
-        let loaded = load(store, &hasher).expect("the stored tokens can be read");
+        let loaded =
+            load(store, &hasher, window_seconds, now).expect("the stored tokens can be read");
         let mut filter = Self::with_stored(hasher, StoredTokens::Loaded, window_seconds, now);
-        filter.generations = loaded;
+        filter.stored_generations = loaded;
         filter
     }
 
@@ -102,6 +108,7 @@ impl TokenFilter {
         Self {
             hasher,
             generations: Generations::default(),
+            stored_generations: Generations::default(),
             stored,
             window_seconds,
             now,
@@ -123,7 +130,9 @@ impl TokenFilter {
     /// Returns false only if the store certainly contains no token with this hash.
     pub fn may_contain(&self, hash: u64) -> bool {
         match self.stored {
-            StoredTokens::Loaded => self.generations.contains(hash),
+            StoredTokens::Loaded => {
+                self.generations.contains(hash) || self.stored_generations.contains(hash)
+            }
             StoredTokens::Loading(_) | StoredTokens::Unknown => true,
         }
     }
@@ -147,6 +156,7 @@ impl TokenFilter {
         self.take_loaded();
         let oldest_kept = now.minus_seconds(self.window_seconds);
         self.generations.retain_newer_than(oldest_kept);
+        self.stored_generations.retain_newer_than(oldest_kept);
     }
 
     fn take_loaded(&mut self) {
@@ -155,7 +165,7 @@ impl TokenFilter {
         };
         self.stored = match receiver.try_recv() {
             Ok(Ok(loaded)) => {
-                self.generations.prepend(loaded);
+                self.stored_generations = loaded;
                 StoredTokens::Loaded
             }
             Err(mpsc::TryRecvError::Empty) => return,
@@ -174,7 +184,7 @@ impl TokenFilter {
 
     /// Bytes of memory that the generations take.
     pub fn memory_bytes(&self) -> usize {
-        self.generations.memory_bytes()
+        self.generations.memory_bytes() + self.stored_generations.memory_bytes()
     }
 }
 
@@ -187,15 +197,40 @@ fn token_hash(
     hasher.hash_one((namespace_id, counter_id, token))
 }
 
-/// Reads every stored token into generations of its own.
-fn load(store: &dyn EventStore, hasher: &DefaultHashBuilder) -> Result<Generations, StorageError> {
+/// Reads the stored tokens of the idempotency window into one generation per quarter of the
+/// window, by event time, so that they leave memory in steps as the window moves on after the
+/// start. A first pass counts the tokens of each quarter, so that each generation is sized to
+/// its tokens. Tokens older than the window are left out: no namespace needs them.
+fn load(
+    store: &dyn EventStore,
+    hasher: &DefaultHashBuilder,
+    window_seconds: i64,
+    now: EventTime,
+) -> Result<Generations, StorageError> {
     let started = Instant::now();
-    let mut generations = Generations::default();
-    let no_time_limit = i64::MAX;
+    let bands = TimeBands::new(window_seconds, now);
+    let mut counts = [0usize; TimeBands::COUNT];
     store.scan_tokens(&mut |token| {
-        let hash = token_hash(hasher, token.namespace_id, token.counter_id, token.token);
-        generations.insert(hash, token.event_time, token.event_time, no_time_limit);
+        if let Some(band) = bands.of(token.event_time) {
+            counts[band] += 1;
+        }
     })?;
+    let mut bloom_bands: Vec<Generation> = counts
+        .iter()
+        .map(|&count| Generation::new(count.max(1), now))
+        .collect();
+    store.scan_tokens(&mut |token| {
+        if let Some(band) = bands.of(token.event_time) {
+            let hash = token_hash(hasher, token.namespace_id, token.counter_id, token.token);
+            bloom_bands[band].insert(hash, token.event_time);
+        }
+    })?;
+    let generations = Generations(
+        bloom_bands
+            .into_iter()
+            .filter(|generation| generation.len > 0)
+            .collect(),
+    );
     info!(
         tokens = generations.len(),
         memory_bytes = generations.memory_bytes(),
@@ -203,6 +238,38 @@ fn load(store: &dyn EventStore, hasher: &DefaultHashBuilder) -> Result<Generatio
         "read the stored tokens into the token filter"
     );
     Ok(generations)
+}
+
+/// The quarters of the idempotency window that end at a start, by event time.
+struct TimeBands {
+    oldest: EventTime,
+    span_micros: i64,
+}
+
+impl TimeBands {
+    const COUNT: usize = GENERATIONS_PER_WINDOW as usize;
+
+    fn new(window_seconds: i64, now: EventTime) -> Self {
+        let oldest = now.minus_seconds(window_seconds);
+        let span_micros = (now.as_micros() - oldest.as_micros()) / GENERATIONS_PER_WINDOW;
+        Self {
+            oldest,
+            span_micros: span_micros.max(1),
+        }
+    }
+
+    /// Returns the band of a token's event time, or `None` for a time before the window. A time
+    /// after the start (within the clock skew) belongs to the last band.
+    fn of(&self, event_time: EventTime) -> Option<usize> {
+        if event_time < self.oldest {
+            return None;
+        }
+        let offset = event_time
+            .as_micros()
+            .saturating_sub(self.oldest.as_micros());
+        let band = usize::try_from(offset / self.span_micros).unwrap_or(usize::MAX);
+        Some(band.min(Self::COUNT - 1))
+    }
 }
 
 /// Bloom filters, oldest first. The last one takes new tokens.
@@ -232,6 +299,12 @@ impl Generation {
     fn is_full(&self) -> bool {
         self.len >= self.capacity
     }
+
+    fn insert(&mut self, hash: u64, event_time: EventTime) {
+        self.bloom.insert_hash(hash);
+        self.len += 1;
+        self.newest = self.newest.max(event_time);
+    }
 }
 
 impl Generations {
@@ -250,9 +323,7 @@ impl Generations {
             self.0.push(Generation::new(capacity, now));
         }
         if let Some(newest) = self.0.last_mut() {
-            newest.bloom.insert_hash(hash);
-            newest.len += 1;
-            newest.newest = newest.newest.max(event_time);
+            newest.insert(hash, event_time);
         }
     }
 
@@ -261,12 +332,6 @@ impl Generations {
             .iter()
             .rev()
             .any(|generation| generation.bloom.contains_hash(hash))
-    }
-
-    /// Puts older generations before these, so that the newest stays last.
-    fn prepend(&mut self, mut older: Generations) {
-        older.0.append(&mut self.0);
-        self.0 = older.0;
     }
 
     fn retain_newer_than(&mut self, oldest_kept: EventTime) {
@@ -401,32 +466,40 @@ mod tests {
         assert_eq!(generations.len(), MIN_CAPACITY * 3);
     }
 
-    #[test]
-    fn loader_reads_stored_tokens() {
+    /// Returns a memory store holding one add per `(token, seconds after START)`.
+    fn store_with_tokens(tokens: &[(&str, i64)]) -> Arc<dyn EventStore> {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-        let event = |id: u64, token: &str| {
-            (
-                1,
-                StoredEvent {
+        let events = tokens
+            .iter()
+            .zip(1u64..)
+            .map(|(&(token, seconds), id)| {
+                let event = StoredEvent {
                     counter_id: 9,
                     key: EventKey {
-                        time: START.plus_seconds(id as i64),
+                        time: START.plus_seconds(seconds),
                         id,
                     },
                     kind: EventKind::Add { delta: 1 },
                     token: Some(token.into()),
-                },
-            )
-        };
+                };
+                (1, event)
+            })
+            .collect();
         let batch = AppendBatch {
-            events: vec![event(1, "a"), event(2, "b")],
-            last_event_id: 2,
+            events,
+            last_event_id: tokens.len() as u64,
             last_counter_id: 9,
             ..AppendBatch::default()
         };
         store.append(&batch).unwrap();
+        store
+    }
 
-        let mut filter = TokenFilter::start(Arc::clone(&store), 3600, START);
+    #[test]
+    fn loader_thread_reads_stored_tokens() {
+        let store = store_with_tokens(&[("a", -10), ("b", -5)]);
+
+        let mut filter = TokenFilter::start(store, 3600, START);
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
         let mut now = START;
         while !filter.is_loaded() {
@@ -438,7 +511,36 @@ mod tests {
 
         assert!(filter.may_contain(filter.hash(1, 9, "a")));
         assert!(filter.may_contain(filter.hash(1, 9, "b")));
-        assert_eq!(filter.generations.len(), 2);
-        assert_eq!(filter.generations.0[0].newest, START.plus_seconds(2));
+        assert_eq!(filter.stored_generations.len(), 2);
+    }
+
+    /// The loader puts stored tokens into one generation per quarter of the window, so that
+    /// they leave memory in steps, and leaves out tokens older than the window.
+    #[test]
+    fn stored_tokens_expire_by_quarter() {
+        let store = store_with_tokens(&[
+            ("outside", -4000),
+            ("first-quarter", -3000),
+            ("last-quarter", -100),
+            ("ahead", 2),
+        ]);
+
+        let mut filter = TokenFilter::loaded(store.as_ref(), 3600, START);
+
+        let newest: Vec<EventTime> = filter
+            .stored_generations
+            .0
+            .iter()
+            .map(|g| g.newest)
+            .collect();
+        assert_eq!(newest, [START.minus_seconds(3000), START.plus_seconds(2)]);
+        assert_eq!(filter.stored_generations.len(), 3);
+        for token in ["first-quarter", "last-quarter", "ahead"] {
+            assert!(filter.may_contain(filter.hash(1, 9, token)), "{token}");
+        }
+
+        filter.maintain(START.plus_seconds(601), || 3600);
+        assert_eq!(filter.stored_generations.0.len(), 1);
+        assert!(filter.may_contain(filter.hash(1, 9, "last-quarter")));
     }
 }

@@ -250,3 +250,41 @@ async fn rollup_releases_tail_keys_without_changing_values() {
     assert_eq!(node.service().get("short", "a"), Ok(2));
     assert_eq!(node.service().get("short", "b"), Ok(0));
 }
+
+/// After a restart the writer reads the stored tokens of the longest idempotency window of any
+/// namespace into its token filter, so a token older than the default hour but inside a
+/// namespace's two-hour window is still recognised once the filter is in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_in_long_window_found_after_restart() {
+    let mut node = Node::start();
+    let patch = NamespaceConfigPatch {
+        accept_limit_seconds: Some(7200),
+        idempotency_window_seconds: Some(7200),
+        ..NamespaceConfigPatch::default()
+    };
+    node.service().put_namespace("long", &patch).await.unwrap();
+    let written_at = node.clock.now();
+    node.service()
+        .add("long", "c", 5, node.token("a", written_at))
+        .await
+        .unwrap();
+
+    node.clock.advance_seconds(5000);
+    node.restart();
+    // The writer takes the loader's result at a group commit at least a second after its
+    // previous check, so give the loader time, then move the clock and write.
+    for warm_up in ["w1", "w2"] {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        node.clock.advance_seconds(2);
+        let token = node.token(warm_up, node.clock.now());
+        node.service().add("long", "other", 1, token).await.unwrap();
+    }
+
+    let retry = node
+        .service()
+        .add("long", "c", 5, node.token("a", written_at))
+        .await
+        .unwrap();
+    assert!(retry.duplicate, "{retry:?}");
+    assert_eq!(node.service().get("long", "c"), Ok(5));
+}
