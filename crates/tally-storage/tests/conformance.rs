@@ -846,8 +846,8 @@ mod cases {
         assert_eq!(store.expire_tokens(1, at(60)).unwrap(), 0);
     }
 
-    /// Every token of every namespace is visited once, with its event time; expired tokens
-    /// are not.
+    /// Checks that a token scan visits every token of every namespace once, with its event
+    /// time, and skips expired tokens.
     pub fn scan_tokens_visits_every_token(store: &dyn EventStore) {
         let first = [
             event(10, at(0), 1, add(1), "expired"),

@@ -203,7 +203,7 @@ async fn add_with_token(
 }
 
 /// After a start the writer reads the stored tokens into its token filter, and from then on it
-/// skips the store for tokens that the filter knows are new. Retries of adds acknowledged
+/// skips the store for tokens that the filter reports as absent. Retries of adds acknowledged
 /// before a `kill -9` must still be recognised once the filter is in use.
 #[tokio::test]
 async fn kill9_retries_found_with_token_filter() {

@@ -191,8 +191,8 @@ fn exec_applies_changes_together() {
     assert_eq!(redis_cli(&tally, &["GET", "plays"]), "0");
 }
 
-/// Commands other than changes and reads are rejected inside MULTI, with an error that lists
-/// what can be queued, and EXEC then applies nothing.
+/// A command that a transaction does not queue, such as TYPE, is rejected inside MULTI with an
+/// error that lists what can be queued, and EXEC then applies nothing.
 #[test]
 fn other_commands_cannot_be_queued() {
     let tally = TestServer::start();
@@ -291,8 +291,8 @@ async fn delete_inside_transaction() {
     assert_eq!(exists, 0);
 }
 
-/// In a `best_effort` namespace, which has no writer, a transaction's reads and `DEL` still see
-/// the changes before them.
+/// In a `best_effort` namespace, where the service applies each step itself instead of the
+/// writer, a transaction's reads and `DEL` still see the changes before them.
 #[tokio::test]
 async fn best_effort_transaction_in_order() {
     let tally = TestServer::start();

@@ -5,7 +5,9 @@
 //! group commit; any other command waits for the changes before it, so a `GET` after an `INCR`
 //! returns the incremented value.
 //!
-//! `MULTI` and `EXEC` commit the adds and clears of a transaction together (see `transaction`).
+//! `MULTI` and `EXEC` send a transaction's changes and reads to the writer together, which
+//! commits the changes in one group commit (see `transaction`). `SET`, `GETSET`, `GETDEL` and
+//! `DEL` also run as writer steps (see `key_commands`).
 //!
 //! When the server stops, each connection replies to the commands its client has already sent
 //! (see `crate::server::STOP_QUIET`) and then closes its side, so a client sees end-of-stream

@@ -1,9 +1,9 @@
 //! `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH`.
 //!
 //! A transaction queues adds, clears and the commands of `key_commands` (`GET`, `DEL`, `SET` and
-//! others), and `EXEC` sends them to the writer as one submission. The writer never splits a submission, so the changes
-//! share one group commit, which the store writes as one atomic batch: after a crash the log
-//! contains all of them or none. The writer executes the steps in order with no change of
+//! others), and `EXEC` sends them to the writer as one submission. The writer never splits a
+//! submission, so the changes share one group commit, which the store writes as one atomic
+//! batch: after a crash the log contains all of them or none. The writer executes the steps in order with no change of
 //! another client in between, so a read returns the value after the steps before it, as in
 //! Redis. Each change still succeeds or fails on its own (an add that would overflow fails and
 //! the others apply), and a command rejected while it is queued discards the whole transaction.
@@ -22,7 +22,7 @@ pub const MAX_QUEUED_COMMANDS: usize = 100_000;
 /// An open transaction: the commands queued since `MULTI`.
 #[derive(Default)]
 pub struct Transaction {
-    /// The changes and reads for the writer, in order.
+    /// The steps for the writer (changes, reads and clears of existing counters), in order.
     steps: Vec<ServiceStep>,
     /// One entry per queued command, in order.
     entries: Vec<Entry>,
@@ -83,7 +83,7 @@ impl Transaction {
         }
     }
 
-    /// Queues a read, or rejects any other command that is not a change.
+    /// Queues a command of `key_commands`, or rejects any other command that is not a change.
     fn receive_other(&mut self, arguments: &[Vec<u8>]) -> Step {
         match key_commands::parse(arguments) {
             Some(ParsedKeyCommand::Keys(command, keys)) => {
