@@ -13,7 +13,9 @@
 //! - [`error`]: [`ServiceError`], shared by every front end.
 //! - [`clock`]: the source of "now".
 //! - [`connection_limit`]: the cap on each front end's open connections.
+//! - [`allocator`]: settings of glibc's allocator.
 
+pub mod allocator;
 pub mod clock;
 pub mod connection_limit;
 pub mod counters;

@@ -38,7 +38,7 @@ pub(crate) fn replay(
     let num_threads = ranges.len();
     load_counters(store, state, namespaces, &tails, ranges)?;
     drop(tails);
-    release_free_memory();
+    crate::allocator::release_free_memory();
     debug!(
         tail_ms,
         counter_ms = started.elapsed().as_millis() as u64 - tail_ms,
@@ -89,17 +89,6 @@ fn load_counters(
             })
         })
     })
-}
-
-/// Returns the heap memory that recovery freed to the system. glibc keeps memory freed in the
-/// middle of its heaps, so the buffers of the loading threads would otherwise stay resident.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[expect(unsafe_code, reason = "malloc_trim has no safe wrapper")]
-    // SAFETY: malloc_trim only returns free pages of the allocator's heaps to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn load_threads() -> usize {

@@ -95,6 +95,7 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    crate::allocator::tune_for_server();
     let store = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || open_store(&config))
