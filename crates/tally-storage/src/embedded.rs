@@ -15,11 +15,12 @@ use crate::types::{
     NamespaceRecord, RecoveredState, ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
     bucket_of, slice_of,
 };
+use fjall::compaction::Leveled;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tally_core::{CounterName, EventTime};
 use tracing::{error, info};
 
@@ -52,6 +53,19 @@ const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 /// fills it. With the default, a burst of adds with tokens left a large memtable to flush
 /// during the next load, whose writes then stalled for up to 400 ms.
 const TOKENS_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Tables in level 0 of the token index that start a compaction into level 1, twice fjall's
+/// default. Tokens are random keys, so each such compaction rewrites the whole of level 1.
+/// Merging 8 tables at a time halves those rewrites. Lookups pay for the extra tables, but
+/// the token filter spares nearly every lookup. fjall slows writes from 20 tables in level 0.
+const TOKENS_L0_THRESHOLD: u8 = 8;
+
+/// Number of fjall's background threads, which flush memtables and compact. With two or more,
+/// fjall 3.1 keeps the first for flushes. A compaction request that reaches it goes back to the
+/// queue, so while another thread compacts, the first takes and requeues that request in a
+/// loop. One thread flushes and compacts in turn, so a flush can wait behind a compaction, and
+/// fjall halts writes while 4 memtables of one keyspace wait.
+const FJALL_WORKER_THREADS: usize = 1;
 
 /// `read_checkpoints` reads requested IDs that lie at most this far apart in one range scan.
 /// Starting a scan, like a lookup, may read and checksum a large index block. Stepping over an
@@ -118,6 +132,7 @@ impl EmbeddedStore {
         let db = Database::builder(path)
             .manual_journal_persist(true)
             .max_journaling_size(MAX_JOURNALING_BYTES)
+            .worker_threads(FJALL_WORKER_THREADS)
             .open()
             .map_err(|error| match error {
                 fjall::Error::Locked => StorageError::Locked {
@@ -139,7 +154,11 @@ impl EmbeddedStore {
             checkpoints: CheckpointBlocks::new(keyspace(CheckpointBlocks::KEYSPACE)?),
             checkpoint_writes: Mutex::new(()),
             tokens: db.keyspace("tokens", || {
-                KeyspaceCreateOptions::default().max_memtable_size(TOKENS_MEMTABLE_BYTES)
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(TOKENS_MEMTABLE_BYTES)
+                    .compaction_strategy(Arc::new(
+                        Leveled::default().with_l0_threshold(TOKENS_L0_THRESHOLD),
+                    ))
             })?,
             buckets: RwLock::new(HashMap::new()),
             durability,
