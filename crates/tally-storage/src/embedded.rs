@@ -58,6 +58,8 @@ const TOKENS_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 /// default. Tokens are random keys, so each such compaction rewrites the whole of level 1.
 /// Merging 8 tables at a time halves those rewrites. Lookups pay for the extra tables, but
 /// the token filter spares nearly every lookup. fjall slows writes from 20 tables in level 0.
+/// NOTE: fjall keeps the options that a keyspace was created with, so the token index of a
+/// store created before this setting keeps compacting at fjall's default of 4 tables.
 const TOKENS_L0_THRESHOLD: u8 = 8;
 
 /// Number of fjall's background threads, which flush memtables and compact. With two or more,
