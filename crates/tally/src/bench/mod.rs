@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use keys::KeyChooser;
 use report::{Operation, Recorder, Summary};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use target::Connection;
 
@@ -161,12 +161,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long a worker waits after a failed request before it sends the next. Against a server
+/// that is down or rejects every request, a failure returns at once. Without the pause the
+/// workers would keep the runtime's threads busy, and its timers and the progress report would
+/// stall.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
+
 /// Shared state of one run.
 struct Shared {
     /// Operations still allowed to start; `u64::MAX` for a timed run.
     remaining: AtomicU64,
     done: AtomicU64,
-    stop: AtomicBool,
+    /// When a timed run ends. Each worker checks it before every request.
+    deadline: Option<Instant>,
     first_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -177,12 +184,6 @@ async fn run_load(args: &BenchArgs, mix: &[(Operation, u32)]) -> Result<Summary>
         args.zipf_exponent,
     )?);
     let run_id: u64 = rand::random();
-    let shared = Arc::new(Shared {
-        remaining: AtomicU64::new(args.operations.unwrap_or(u64::MAX)),
-        done: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        first_error: std::sync::Mutex::new(None),
-    });
 
     // Connect every worker before the clock starts.
     let mut connections = Vec::with_capacity(args.connections);
@@ -191,6 +192,16 @@ async fn run_load(args: &BenchArgs, mix: &[(Operation, u32)]) -> Result<Summary>
     }
 
     let started = Instant::now();
+    let deadline = match args.operations {
+        Some(_) => None,
+        None => Some(started + Duration::from_secs(args.duration_seconds)),
+    };
+    let shared = Arc::new(Shared {
+        remaining: AtomicU64::new(args.operations.unwrap_or(u64::MAX)),
+        done: AtomicU64::new(0),
+        deadline,
+        first_error: std::sync::Mutex::new(None),
+    });
     let mut workers = Vec::with_capacity(args.connections);
     for (index, connection) in connections.into_iter().enumerate() {
         let worker = Worker {
@@ -205,16 +216,11 @@ async fn run_load(args: &BenchArgs, mix: &[(Operation, u32)]) -> Result<Summary>
     }
 
     let progress = tokio::spawn(report_progress(Arc::clone(&shared), args.quiet));
-    if args.operations.is_none() {
-        tokio::time::sleep(Duration::from_secs(args.duration_seconds)).await;
-        shared.stop.store(true, Ordering::SeqCst);
-    }
     let mut recorder = Recorder::new()?;
     for worker in workers {
         recorder.merge(&worker.await.context("a worker panicked")??)?;
     }
     let elapsed = started.elapsed();
-    shared.stop.store(true, Ordering::SeqCst);
     progress.abort();
 
     let first_error = shared
@@ -261,7 +267,11 @@ impl Worker {
         let per_request = self.args.pipeline.max(self.args.batch) as u64;
         let mut sequence = 0u64;
 
-        while !self.shared.stop.load(Ordering::Relaxed) {
+        while self
+            .shared
+            .deadline
+            .is_none_or(|deadline| Instant::now() < deadline)
+        {
             // Claim the operations of one request from the budget.
             let claimed =
                 self.shared
@@ -303,6 +313,7 @@ impl Worker {
                     {
                         *first = Some(format!("{error:#}"));
                     }
+                    tokio::time::sleep(ERROR_PAUSE).await;
                 }
             }
             self.shared.done.fetch_add(count as u64, Ordering::Relaxed);
