@@ -2,6 +2,7 @@
 //!
 //! - [`service`]: [`Service`], the one API behind every front end.
 //! - [`writer`]: the group-commit write path ([`writer::WriterHandle`]).
+//! - [`slow_commits`]: warnings about group commits that made their clients wait.
 //! - [`rollup`]: checkpoints of sealed windows, retention and token expiry.
 //! - [`recovery`]: rebuilding the in-memory state at start.
 //! - [`state`]: what a single node keeps in memory.
@@ -27,6 +28,7 @@ pub mod resp;
 pub mod rollup;
 pub mod server;
 pub mod service;
+pub mod slow_commits;
 pub mod state;
 pub mod token_filter;
 pub mod writer;

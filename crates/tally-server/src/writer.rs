@@ -8,11 +8,13 @@
 use crate::ServiceError;
 use crate::clock::Clock;
 use crate::counters::{CounterEntry, Location};
+use crate::slow_commits::{CommitTiming, SlowCommitLog};
 use crate::state::{CounterKey, NamespaceEntry, SharedState};
 use crate::token_filter::TokenFilter;
 use hashbrown::{Equivalent, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 use tally_core::{
     CounterName, CounterState, EventId, EventKey, EventKind, EventTime, IdempotencyToken,
     NamespaceConfig,
@@ -160,6 +162,7 @@ fn start_with_filter(
         token_filter,
         last_event_id,
         last_counter_id,
+        slow_commits: SlowCommitLog::default(),
     };
     let thread = std::thread::Builder::new()
         .name("tally-writer".into())
@@ -175,6 +178,7 @@ struct Writer {
     token_filter: TokenFilter,
     last_event_id: EventId,
     last_counter_id: CounterId,
+    slow_commits: SlowCommitLog,
 }
 
 /// The decisions of one group commit so far, not yet visible to readers.
@@ -286,6 +290,7 @@ impl Writer {
     }
 
     fn commit_group(&mut self, commands: Vec<WriteCommand>, num_changes: usize) {
+        let decide_started = Instant::now();
         let now = self.clock.now();
         let state = &self.state;
         self.token_filter
@@ -312,6 +317,7 @@ impl Writer {
             }
         }
 
+        let write_started = Instant::now();
         // IMPORTANT: write and sync before any state becomes visible or any reply is sent.
         let commit_result = if pending.batch.events.is_empty() {
             Ok(())
@@ -321,6 +327,7 @@ impl Writer {
             self.store.append(&pending.batch)
         };
 
+        let publish_started = Instant::now();
         let failure = match commit_result {
             Ok(()) => {
                 for ((namespace_id, name), (entry, location)) in pending.counters {
@@ -357,6 +364,12 @@ impl Writer {
         for reply in barriers {
             let _ = reply.send(());
         }
+        self.slow_commits.observe(CommitTiming {
+            num_changes,
+            decide: write_started - decide_started,
+            write: publish_started - write_started,
+            publish: publish_started.elapsed(),
+        });
     }
 
     /// Looks up the committed entry of every change's counter, in the order of the changes,

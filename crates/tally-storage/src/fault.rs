@@ -1,9 +1,10 @@
-//! Fault injection for tests: a wrapper that makes appends fail on demand.
+//! Fault injection for tests: a wrapper that makes appends fail or wait on demand.
 //!
 //! The server wraps its store in [`FaultInjection`] only when the environment variable
 //! `TALLY_FAULT_FILE` names a file. While that file contains the word `append`, every append
-//! fails before anything is written, as a full disk would. Tests of the real binary use it to
-//! show that a failed write claims no token.
+//! fails before anything is written, as a full disk would. While it contains the word `delay`,
+//! every append first waits [`APPEND_DELAY`], as a slow disk would. Tests of the real binary use
+//! them to show that a failed write claims no token and that a slow commit logs a warning.
 
 use crate::StorageError;
 use crate::traits::EventStore;
@@ -13,7 +14,11 @@ use crate::types::{
 };
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 use tally_core::EventTime;
+
+/// How long each append waits while the control file contains `delay`.
+pub const APPEND_DELAY: Duration = Duration::from_millis(200);
 
 pub struct FaultInjection<S> {
     inner: S,
@@ -28,8 +33,8 @@ impl<S: EventStore> FaultInjection<S> {
         }
     }
 
-    fn append_fails(&self) -> bool {
-        std::fs::read_to_string(&self.control_file).is_ok_and(|text| text.contains("append"))
+    fn control_text(&self) -> String {
+        std::fs::read_to_string(&self.control_file).unwrap_or_default()
     }
 }
 
@@ -51,7 +56,11 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
     }
 
     fn append(&self, batch: &AppendBatch) -> Result<(), StorageError> {
-        if self.append_fails() {
+        let control = self.control_text();
+        if control.contains("delay") {
+            std::thread::sleep(APPEND_DELAY);
+        }
+        if control.contains("append") {
             return Err(StorageError::WriteFailed(format!(
                 "injected fault: {} asks appends to fail",
                 self.control_file.display()

@@ -154,6 +154,16 @@ pub fn spawn_server_with_args(
     extra_env: &[(String, String)],
     extra_args: &[String],
 ) -> Spawned {
+    spawn_server_logging_to(data_dir, extra_env, extra_args, Stdio::inherit())
+}
+
+/// Like [`spawn_server_with_args`], with the server's log (its standard error) sent to `log`.
+pub fn spawn_server_logging_to(
+    data_dir: &Path,
+    extra_env: &[(String, String)],
+    extra_args: &[String],
+    log: Stdio,
+) -> Spawned {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
     command
         .args([
@@ -171,7 +181,7 @@ pub fn spawn_server_with_args(
         .args(extra_args)
         .env("TALLY_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(log);
     for (key, value) in extra_env {
         command.env(key, value);
     }
