@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// A group commit that takes at least this long logs a warning.
-pub const SLOW_GROUP_COMMIT: Duration = Duration::from_millis(100);
+const SLOW_GROUP_COMMIT: Duration = Duration::from_millis(100);
 
 /// Shortest time between two warnings. The next warning counts the slow commits in between.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -81,8 +81,8 @@ impl SlowCommitWarning {
             write_and_sync_ms = timing.write.as_millis() as u64,
             publish_ms = timing.publish.as_millis() as u64,
             num_unlogged_slow_commits = self.num_unlogged,
-            "a group commit took {} ms, and its clients waited that long; a long write_and_sync_ms \
-             points to the disk, a long decide_ms or publish_ms to CPU or memory pressure",
+            "a group commit took {} ms, so its clients waited that long. A long write_and_sync_ms \
+             points to the disk, and a long decide_ms or publish_ms to CPU or memory pressure",
             timing.total().as_millis()
         );
     }

@@ -2,11 +2,11 @@
 //!
 //! A transaction queues adds, clears and the commands of `key_commands` (`GET`, `DEL`, `SET` and
 //! others), and `EXEC` sends them to the writer as one submission. The writer never splits a
-//! submission, so the changes share one group commit, which the store writes as one atomic
-//! batch: after a crash the log contains all of them or none. The writer executes the steps in order with no change of
-//! another client in between, so a read returns the value after the steps before it, as in
-//! Redis. Each change still succeeds or fails on its own (an add that would overflow fails and
-//! the others apply), and a command rejected while it is queued discards the whole transaction.
+//! submission, so the changes share one group commit, which the store writes as one atomic batch:
+//! after a crash the log contains all of them or none. The writer executes the steps in order with
+//! no change of another client in between, so a read returns the value after the steps before it,
+//! as in Redis. Each change still succeeds or fails on its own (an add that would overflow fails
+//! and the others apply), and a command rejected while it is queued discards the whole transaction.
 //! Tally has no check-and-set, so `WATCH` fails.
 
 use super::commands::{ChangeReply, Command, Session, TransactionCommand, not_queued};
