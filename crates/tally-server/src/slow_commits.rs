@@ -13,7 +13,8 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// How long each phase of one group commit took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitTiming {
-    pub num_changes: usize,
+    /// Changes and reads that the commit decided. Barriers do not count.
+    pub num_operations: usize,
     /// Looking up counters and tokens, and deciding every change.
     pub decide: Duration,
     /// Writing the batch to the store, with its sync.
@@ -76,7 +77,7 @@ impl SlowCommitWarning {
     fn log(&self) {
         let timing = self.timing;
         warn!(
-            num_changes = timing.num_changes,
+            num_operations = timing.num_operations,
             decide_ms = timing.decide.as_millis() as u64,
             write_and_sync_ms = timing.write.as_millis() as u64,
             publish_ms = timing.publish.as_millis() as u64,
@@ -94,7 +95,7 @@ mod tests {
 
     fn timing(decide_ms: u64, write_ms: u64) -> CommitTiming {
         CommitTiming {
-            num_changes: 10,
+            num_operations: 10,
             decide: Duration::from_millis(decide_ms),
             write: Duration::from_millis(write_ms),
             publish: Duration::from_millis(1),

@@ -328,6 +328,7 @@ impl Writer {
         };
 
         let publish_started = Instant::now();
+        let num_operations = decided.iter().map(|(decisions, _)| decisions.len()).sum();
         let failure = match commit_result {
             Ok(()) => {
                 for ((namespace_id, name), (entry, location)) in pending.counters {
@@ -365,7 +366,7 @@ impl Writer {
             let _ = reply.send(());
         }
         self.slow_commits.observe(CommitTiming {
-            num_changes,
+            num_operations,
             decide: write_started - decide_started,
             write: publish_started - write_started,
             publish: publish_started.elapsed(),

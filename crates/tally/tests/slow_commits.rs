@@ -59,7 +59,7 @@ async fn slow_write_logs_warning() {
     let line = wait_for_log_line(&log_path, "group commit took");
 
     assert!(line.contains("WARN"), "{line}");
-    assert_eq!(field(&line, "num_changes"), 1, "{line}");
+    assert_eq!(field(&line, "num_operations"), 1, "{line}");
     assert!(field(&line, "write_and_sync_ms") >= 200, "{line}");
     assert!(field(&line, "decide_ms") < 200, "{line}");
     assert_eq!(field(&line, "num_unlogged_slow_commits"), 0, "{line}");
