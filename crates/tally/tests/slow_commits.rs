@@ -6,8 +6,18 @@ mod common;
 use common::frontend::{Frontend, Http};
 use common::{spawn_server_logging_to, unique};
 use std::fs::File;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+/// Kills the server when the test ends, also when an assertion fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Returns the first line of the log at `path` that contains `text`, waiting up to 10 s for it.
 fn wait_for_log_line(path: &std::path::Path, text: &str) -> String {
@@ -41,7 +51,7 @@ async fn slow_write_logs_warning() {
     let fault_file = dir.path().join("fault");
     let log_path = dir.path().join("server.log");
     let log = File::create(&log_path).expect("cannot create the log file");
-    let mut server = spawn_server_logging_to(
+    let server = spawn_server_logging_to(
         &dir.path().join("data"),
         &[(
             "TALLY_FAULT_FILE".to_owned(),
@@ -50,6 +60,7 @@ async fn slow_write_logs_warning() {
         &[],
         Stdio::from(log),
     );
+    let _stop_server = KillOnDrop(server.child);
     let mut client = Http::new(&server.http);
     let counter = unique("slow");
 
@@ -67,6 +78,4 @@ async fn slow_write_logs_warning() {
     std::fs::write(&fault_file, "").expect("cannot empty the fault file");
     let value = client.get("default", &counter).await;
     assert_eq!(value.ok(), Some(3), "the delayed add did not count once");
-    server.child.kill().expect("cannot stop the server");
-    server.child.wait().expect("cannot wait for the server");
 }
