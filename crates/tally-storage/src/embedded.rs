@@ -9,30 +9,35 @@ use crate::StorageError;
 use crate::checkpoint_blocks::CheckpointBlocks;
 use crate::encoding::{self, bucket_keyspace_name, parse_bucket_keyspace_name};
 use crate::error::read_failed;
+use crate::token_partitions::TokenPartitions;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
     NamespaceRecord, RecoveredState, ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
     bucket_of, slice_of,
 };
-use fjall::compaction::Leveled;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use tally_core::{CounterName, EventTime};
 use tracing::{error, info};
 
-/// Version 4 keeps checkpoints in blocks of consecutive counter IDs (the `checkpoint_blocks`
-/// keyspace) instead of one per key (`checkpoints`), and converts a version 3 store when it
-/// opens it. Version 3 adds the `counter_runs` keyspace, which a start reads instead of the
-/// counters by name. Version 2 writes the events of a slice as one record; version 1 wrote one
+/// Version 5 splits the token index into partitions by event time (see `token_partitions`),
+/// and reads the single token keyspace of version 4 until its tokens expire, so opening a
+/// version 4 store only records version 5. Version 4 keeps checkpoints in blocks of
+/// consecutive counter IDs (the `checkpoint_blocks` keyspace) instead of one per key
+/// (`checkpoints`), and converts a version 3 store when it opens it. Version 3 adds the
+/// `counter_runs` keyspace, which a start reads instead of the counters by name. Version 2 writes the events of a slice as one record; version 1 wrote one
 /// key per event.
-const FORMAT_VERSION: u32 = 4;
+const FORMAT_VERSION: u32 = 5;
 
-/// The format that [`EmbeddedStore::open`] converts to [`FORMAT_VERSION`].
-const CONVERTED_FORMAT_VERSION: u32 = 3;
+/// The format whose checkpoints [`EmbeddedStore::open`] converts, the oldest it opens.
+const FORMAT_3: u32 = 3;
+
+/// The format whose single token keyspace a store of [`FORMAT_VERSION`] reads as it is.
+const FORMAT_4: u32 = 4;
 
 /// The keyspace of format 3 that held one checkpoint per key.
 const FORMAT_3_CHECKPOINTS: &str = "checkpoints";
@@ -48,20 +53,6 @@ const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
 /// time of that replay and the memory it takes.
 const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Memtable size of the token index, a quarter of fjall's default. Each token is looked up in
-/// the memtable before it is inserted, and a smaller memtable is flushed during the load that
-/// fills it. With the default, a burst of adds with tokens left a large memtable to flush
-/// during the next load, whose writes then stalled for up to 400 ms.
-const TOKENS_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Tables in level 0 of the token index that start a compaction into level 1, twice fjall's
-/// default. Tokens are random keys, so each such compaction rewrites the whole of level 1.
-/// Merging 8 tables at a time halves those rewrites. Lookups pay for the extra tables, but
-/// the token filter spares nearly every lookup. fjall slows writes from 20 tables in level 0.
-/// NOTE: fjall keeps the options that a keyspace was created with, so the token index of a
-/// store created before this setting keeps compacting at fjall's default of 4 tables.
-const TOKENS_L0_THRESHOLD: u8 = 8;
-
 /// Number of fjall's background threads, which flush memtables and compact. With two or more,
 /// fjall 3.1 keeps the first for flushes. A compaction request that reaches it goes back to the
 /// queue, so while another thread compacts, the first takes and requeues that request in a
@@ -74,9 +65,6 @@ const FJALL_WORKER_THREADS: usize = 1;
 /// unrequested checkpoint costs little, so a rollup over millions of counters reads their
 /// checkpoints in a few scans instead of one lookup each.
 const MAX_GAP_IN_SCAN: u64 = 64;
-
-/// Expired tokens removed per write batch.
-const TOKEN_EXPIRY_BATCH: usize = 10_000;
 
 /// The persist mode of every sync: `fdatasync`, which writes the data and whatever metadata
 /// reading it back needs, such as a new file size, but skips the modification time. Redis 7.0
@@ -118,7 +106,7 @@ pub struct EmbeddedStore {
     /// Lock that a rollup holds while it reads and rewrites checkpoint blocks, because counters
     /// of several namespaces share a block.
     checkpoint_writes: Mutex<()>,
-    tokens: Keyspace,
+    tokens: TokenPartitions,
     /// Open bucket keyspaces by namespace and bucket start.
     buckets: RwLock<HashMap<(NamespaceId, EventTime), Keyspace>>,
 }
@@ -155,18 +143,13 @@ impl EmbeddedStore {
             counter_runs: keyspace("counter_runs")?,
             checkpoints: CheckpointBlocks::new(keyspace(CheckpointBlocks::KEYSPACE)?),
             checkpoint_writes: Mutex::new(()),
-            tokens: db.keyspace("tokens", || {
-                KeyspaceCreateOptions::default()
-                    .max_memtable_size(TOKENS_MEMTABLE_BYTES)
-                    .compaction_strategy(Arc::new(
-                        Leveled::default().with_l0_threshold(TOKENS_L0_THRESHOLD),
-                    ))
-            })?,
+            tokens: TokenPartitions::open(&db)?,
             buckets: RwLock::new(HashMap::new()),
             durability,
             db,
         };
         store.check_format()?;
+        store.configure_token_partitions()?;
         store.open_existing_buckets()?;
         Ok(store)
     }
@@ -177,13 +160,17 @@ impl EmbeddedStore {
 
     fn check_format(&self) -> Result<(), StorageError> {
         let Some(bytes) = self.meta.get(KEY_FORMAT)? else {
-            self.meta.insert(KEY_FORMAT, FORMAT_VERSION.to_be_bytes())?;
-            self.db.persist(SYNCED)?;
-            return Ok(());
+            return self.record_format();
         };
         match <[u8; 4]>::try_from(bytes.as_ref()).map(u32::from_be_bytes) {
             Ok(FORMAT_VERSION) => self.drop_format_3_checkpoints(),
-            Ok(CONVERTED_FORMAT_VERSION) => self.convert_from_format_3(),
+            Ok(FORMAT_4) => {
+                info!(path = %self.path.display(), "recording store format {FORMAT_VERSION}; \
+                    the tokens of format 4 stay where they are until they expire");
+                self.drop_format_3_checkpoints()?;
+                self.record_format()
+            }
+            Ok(FORMAT_3) => self.convert_from_format_3(),
             Ok(found) => Err(self.unsupported_format(found)),
             Err(_) => Err(StorageError::Corrupt {
                 keyspace: "meta".into(),
@@ -204,12 +191,29 @@ impl EmbeddedStore {
             path: self.path.display().to_string(),
             found,
             supported: FORMAT_VERSION,
-            converts: CONVERTED_FORMAT_VERSION,
+            oldest_converted: FORMAT_3,
             advice,
         }
     }
 
-    /// Converts a format 3 store: copies its checkpoints into blocks, records format 4 and then
+    fn record_format(&self) -> Result<(), StorageError> {
+        self.meta.insert(KEY_FORMAT, FORMAT_VERSION.to_be_bytes())?;
+        self.db.persist(SYNCED)?;
+        Ok(())
+    }
+
+    /// Gives the token index each namespace's idempotency window, which sets the span of its
+    /// new partitions.
+    fn configure_token_partitions(&self) -> Result<(), StorageError> {
+        for item in self.namespaces.iter() {
+            let (key, value) = item.into_inner().map_err(read_failed)?;
+            let namespace = encoding::decode_namespace(&key, &value)?;
+            self.tokens.configure(namespace.id, &namespace.config)?;
+        }
+        Ok(())
+    }
+
+    /// Converts a format 3 store: copies its checkpoints into blocks, records format 5 and then
     /// drops the old keyspace. A conversion cut short starts over at the next open and writes
     /// the same blocks again, because the format stays 3 and the old checkpoints stay until the
     /// new ones are written.
@@ -358,6 +362,10 @@ fn group_by_slice(
     groups
 }
 
+fn has_tokens(events: &[&StoredEvent]) -> bool {
+    events.iter().any(|event| event.token.is_some())
+}
+
 /// The events of one slice, collected from all its records, which were written by different
 /// group commits and so are not in time order.
 #[derive(Default)]
@@ -460,7 +468,8 @@ impl EventStore for EmbeddedStore {
             namespace.name.as_str().as_bytes(),
             encoding::namespace_value(namespace),
         );
-        self.commit(batch, SYNCED)
+        self.commit(batch, SYNCED)?;
+        self.tokens.configure(namespace.id, &namespace.config)
     }
 
     fn append(&self, append: &AppendBatch) -> Result<(), StorageError> {
@@ -479,8 +488,22 @@ impl EventStore for EmbeddedStore {
                 encoding::counter_run_value(run),
             );
         }
-        for ((namespace_id, slice_start), events) in group_by_slice(&append.events) {
+        let slices = group_by_slice(&append.events);
+        let token_times: Vec<(NamespaceId, EventTime)> = slices
+            .iter()
+            .filter(|(_, events)| has_tokens(events))
+            .map(|(key, _)| *key)
+            .collect();
+        // Held until the batch is committed, so that expiry cannot delete a partition that the
+        // batch writes to.
+        let tokens = self.tokens.writer(&token_times)?;
+        for ((namespace_id, slice_start), events) in slices {
             let bucket = self.bucket(namespace_id, slice_start)?;
+            let token_partition = if has_tokens(&events) {
+                Some(tokens.partition(namespace_id, slice_start)?)
+            } else {
+                None
+            };
             let first_id = events.iter().map(|event| event.key.id).min().unwrap_or(0);
             batch.insert(
                 &bucket,
@@ -488,14 +511,16 @@ impl EventStore for EmbeddedStore {
                 encoding::slice_record_value(slice_start, first_id, &events),
             );
             for event in events {
-                let Some(token) = &event.token else { continue };
+                let (Some(token), Some(partition)) = (&event.token, token_partition) else {
+                    continue;
+                };
                 let record = TokenRecord {
                     event_id: event.key.id,
                     event_time: event.key.time,
                     kind: event.kind,
                 };
                 batch.insert(
-                    &self.tokens,
+                    partition,
                     encoding::token_key(namespace_id, event.counter_id, token),
                     encoding::token_value(&record),
                 );
@@ -511,7 +536,9 @@ impl EventStore for EmbeddedStore {
             KEY_LAST_COUNTER_ID,
             append.last_counter_id.to_be_bytes(),
         );
-        self.commit(batch, self.durability.persist_mode())
+        let committed = self.commit(batch, self.durability.persist_mode());
+        drop(tokens);
+        committed
     }
 
     fn find_token(
@@ -520,25 +547,11 @@ impl EventStore for EmbeddedStore {
         counter_id: CounterId,
         token: &str,
     ) -> Result<Option<TokenRecord>, StorageError> {
-        let key = encoding::token_key(namespace_id, counter_id, token);
-        match self.tokens.get(key).map_err(read_failed)? {
-            None => Ok(None),
-            Some(value) => encoding::decode_token(&value).map(Some),
-        }
+        self.tokens.find(namespace_id, counter_id, token)
     }
 
     fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError> {
-        for item in self.tokens.iter() {
-            let (key, value) = item.into_inner().map_err(read_failed)?;
-            let (namespace_id, counter_id, token) = encoding::decode_token_key(&key)?;
-            visit(ScannedToken {
-                namespace_id,
-                counter_id,
-                token,
-                event_time: encoding::decode_token(&value)?.event_time,
-            });
-        }
-        Ok(())
+        self.tokens.scan(visit)
     }
 
     fn scan_events(
@@ -659,36 +672,14 @@ impl EventStore for EmbeddedStore {
         Ok(expired.len())
     }
 
-    /// Removes the expired tokens in batches of [`TOKEN_EXPIRY_BATCH`] while it scans, so
-    /// that its memory does not grow with the number of expired tokens. The scan reads a
-    /// snapshot, so the removals do not disturb it.
+    /// Deletes the token partitions that lie wholly before `before` (see `token_partitions`).
     fn expire_tokens(
         &self,
         namespace_id: NamespaceId,
         before: EventTime,
     ) -> Result<usize, StorageError> {
-        let mut num_expired = 0;
-        let mut batch = self.db.batch();
-        let mut num_in_batch = 0;
-        for item in self.tokens.prefix(namespace_id.to_be_bytes()) {
-            let (key, value) = item.into_inner().map_err(read_failed)?;
-            if encoding::decode_token(&value)?.event_time >= before {
-                continue;
-            }
-            batch.remove(&self.tokens, key);
-            num_in_batch += 1;
-            if num_in_batch == TOKEN_EXPIRY_BATCH {
-                let full = std::mem::replace(&mut batch, self.db.batch());
-                self.commit(full, self.durability.persist_mode())?;
-                num_expired += num_in_batch;
-                num_in_batch = 0;
-            }
-        }
-        if num_in_batch > 0 {
-            self.commit(batch, self.durability.persist_mode())?;
-            num_expired += num_in_batch;
-        }
-        Ok(num_expired)
+        self.tokens
+            .expire(namespace_id, before, self.durability.persist_mode())
     }
 
     fn list_counters(

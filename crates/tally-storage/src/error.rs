@@ -27,13 +27,13 @@ pub enum StorageError {
 
     /// The data directory contains a store format that this build neither reads nor converts.
     #[error(
-        "unsupported store format {found} in {path}: this tally reads format {supported} and converts format {converts}; {advice}"
+        "unsupported store format {found} in {path}: this tally reads format {supported} and converts formats {oldest_converted} and later; {advice}"
     )]
     UnsupportedFormat {
         path: String,
         found: u32,
         supported: u32,
-        converts: u32,
+        oldest_converted: u32,
         advice: &'static str,
     },
 }

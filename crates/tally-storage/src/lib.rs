@@ -5,6 +5,7 @@
 //! - [`embedded`]: [`EmbeddedStore`], the default backend on fjall in a local data directory.
 //! - [`memory`]: [`MemoryStore`], which proves the trait depends on no backend and serves tests.
 //! - [`fault`]: [`FaultInjection`], a wrapper that makes writes fail on demand, for tests.
+//! - [`token_partitions`]: the embedded store's token index, split by event time.
 //! - [`encoding`]: the byte layout of keys and values in the embedded store, apart from
 //!   checkpoints, which `checkpoint_blocks` keeps in blocks of consecutive counter IDs.
 //! - [`error`]: the error type, [`StorageError`].
@@ -15,6 +16,7 @@ pub mod encoding;
 pub mod error;
 pub mod fault;
 pub mod memory;
+pub mod token_partitions;
 pub mod traits;
 pub mod types;
 

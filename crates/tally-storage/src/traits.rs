@@ -82,7 +82,10 @@ pub trait EventStore: Send + Sync + 'static {
         before: EventTime,
     ) -> Result<usize, StorageError>;
 
-    /// Forgets the namespace's tokens whose event time is before `before`; returns how many.
+    /// Forgets the namespace's tokens whose event time is before `before`, never one at or
+    /// after it, and returns how many it forgot. A backend may forget tokens in groups: the
+    /// embedded store keeps each until its whole partition lies before `before`, at most one
+    /// partition span (a sixteenth of the idempotency window, see `token_partitions`) longer.
     fn expire_tokens(
         &self,
         namespace_id: NamespaceId,

@@ -1,5 +1,6 @@
 //! Opening an embedded store of format 3, which kept one checkpoint per key. The store converts
-//! it to format 4, which keeps checkpoints in blocks, and keeps every checkpoint.
+//! it to the current format 5, which keeps checkpoints in blocks (since format 4), and keeps
+//! every checkpoint.
 //!
 //! The tests write format 3 with fjall directly, in the layout that format kept: the keyspace
 //! `checkpoints` with the counter ID (8 bytes, big-endian) as key and `encoding::checkpoint_value`
@@ -115,9 +116,9 @@ fn converted_store_keeps_every_checkpoint() {
         );
     }
     drop(store);
-    assert_eq!(format_and_old_keyspace(dir.path()), (4, false));
+    assert_eq!(format_and_old_keyspace(dir.path()), (5, false));
 
-    // A second open finds format 4 and reads the same.
+    // A second open finds format 5 and reads the same.
     let store = EmbeddedStore::open(dir.path(), Durability::Sync).unwrap();
     assert_eq!(scanned_checkpoints(&store), written);
 }
@@ -127,7 +128,7 @@ fn leftover_format_3_checkpoints_dropped() {
     let dir = TempDir::new().unwrap();
     let written = format_3_store(dir.path(), 100, |id| id.is_multiple_of(2));
     drop(EmbeddedStore::open(dir.path(), Durability::Sync).unwrap());
-    // As if a conversion had stopped after recording format 4: the old keyspace is back, with
+    // As if a conversion had stopped after recording format 5: the old keyspace is back, with
     // a checkpoint that differs from the converted ones.
     {
         let db = Database::builder(dir.path()).open().unwrap();
@@ -138,10 +139,10 @@ fn leftover_format_3_checkpoints_dropped() {
             .unwrap();
         db.persist(PersistMode::SyncAll).unwrap();
     }
-    assert_eq!(format_and_old_keyspace(dir.path()), (4, true));
+    assert_eq!(format_and_old_keyspace(dir.path()), (5, true));
 
     let store = EmbeddedStore::open(dir.path(), Durability::Sync).unwrap();
     assert_eq!(scanned_checkpoints(&store), written);
     drop(store);
-    assert_eq!(format_and_old_keyspace(dir.path()), (4, false));
+    assert_eq!(format_and_old_keyspace(dir.path()), (5, false));
 }
