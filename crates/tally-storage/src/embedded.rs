@@ -53,12 +53,16 @@ const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
 /// time of that replay and the memory it takes.
 const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Number of fjall's background threads, which flush memtables and compact. With two or more,
-/// fjall 3.1 keeps the first for flushes. A compaction request that reaches it goes back to the
-/// queue, so while another thread compacts, the first takes and requeues that request in a
-/// loop. One thread flushes and compacts in turn, so a flush can wait behind a compaction, and
-/// fjall halts writes while 4 memtables of one keyspace wait.
-const FJALL_WORKER_THREADS: usize = 1;
+/// Number of fjall's background threads, which flush memtables and compact.
+/// NOTE: by its source, fjall 3.1.13 can deadlock a single worker. While the worker compacts,
+/// each write batch to a full memtable queues a rotation request, and the queue holds 1,000
+/// messages. The worker then rotates the memtable and blocks on sending a flush message to
+/// its own full queue. With one worker, one run of 5 minutes of adds with tokens showed the
+/// symptom: an idle worker, 1.1 GB of journal and a growing memtable. With two, the other
+/// worker drains the queue, unless both block at once. With two or more, fjall keeps the
+/// first for flushes and sends each compaction request that reaches it back to the queue,
+/// which costs CPU while the other compacts.
+const FJALL_WORKER_THREADS: usize = 2;
 
 /// `read_checkpoints` reads requested IDs that lie at most this far apart in one range scan.
 /// Starting a scan, like a lookup, may read and checksum a large index block. Stepping over an
