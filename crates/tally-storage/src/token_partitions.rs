@@ -142,6 +142,14 @@ impl Partitions {
             .map(|(_, keyspace)| keyspace)
     }
 
+    /// Returns the span of the namespace's new partitions.
+    fn span_of(&self, namespace_id: NamespaceId) -> i64 {
+        self.spans
+            .get(&namespace_id)
+            .copied()
+            .unwrap_or_else(|| span_seconds(NamespaceConfig::default().idempotency_window_seconds))
+    }
+
     /// Returns the namespace's partitions, newest first, then the legacy keyspace.
     fn of_namespace(&self, namespace_id: NamespaceId) -> impl Iterator<Item = &Keyspace> {
         let latest = EventTime::from_micros(i64::MAX);
@@ -233,14 +241,7 @@ impl TokenPartitions {
                 if partitions.covering(namespace_id, time).is_some() {
                     continue;
                 }
-                let span_seconds =
-                    partitions
-                        .spans
-                        .get(&namespace_id)
-                        .copied()
-                        .unwrap_or_else(|| {
-                            span_seconds(NamespaceConfig::default().idempotency_window_seconds)
-                        });
+                let span_seconds = partitions.span_of(namespace_id);
                 let key = PartitionKey {
                     namespace_id,
                     start: time.floor_to(span_seconds),
