@@ -55,7 +55,7 @@ const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Number of fjall's background threads, which flush memtables and compact.
 /// NOTE: by its source, fjall 3.1.13 can deadlock a single worker. While the worker compacts,
-/// each write batch to a full memtable queues a rotation request, and the queue holds 1,000
+/// each write batch to a full memtable queues a rotation request, and the queue takes 1,000
 /// messages. The worker then rotates the memtable and blocks on sending a flush message to
 /// its own full queue. With one worker, one run of 5 minutes of adds with tokens showed the
 /// symptom: an idle worker, 1.1 GB of journal and a growing memtable. With two, the other

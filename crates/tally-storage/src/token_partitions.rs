@@ -134,7 +134,7 @@ impl Partitions {
         self.open.range(lowest..=highest)
     }
 
-    /// Returns the partition that holds the namespace's tokens at `time`, if it is open.
+    /// Returns the partition that contains the namespace's tokens at `time`, if it is open.
     fn covering(&self, namespace_id: NamespaceId, time: EventTime) -> Option<&Keyspace> {
         self.starting_by(namespace_id, time)
             .rev()
@@ -160,7 +160,7 @@ impl Partitions {
     }
 }
 
-/// The token index: every open partition, and the legacy keyspace while it holds tokens.
+/// The token index: every open partition, and the legacy keyspace while it contains tokens.
 pub struct TokenPartitions {
     db: Database,
     partitions: RwLock<Partitions>,
@@ -176,7 +176,7 @@ pub struct TokenWriter<'a> {
 impl TokenWriter<'_> {
     /// Returns the partition for the namespace's tokens at `time`, which
     /// [`TokenPartitions::writer`] must have opened. A partition's bounds are whole seconds, so
-    /// one partition holds every token of a slice.
+    /// one partition contains every token of a slice.
     pub fn partition(
         &self,
         namespace_id: NamespaceId,
@@ -377,7 +377,7 @@ impl TokenPartitions {
 }
 
 /// Opens or creates a partition. fjall keeps the Bloom filter of every table of a partition in
-/// memory, where its default keeps only those of level 0: a lookup checks the filter of each
+/// memory, where its default keeps only those of level 0. A lookup checks the filter of each
 /// table, and reading a filter from its file, with its checksum, took most of the writer's
 /// time once the index had grown past level 0. The filters take about 1.25 bytes per token
 /// below level 0 and 2.4 bytes in level 0. fjall keeps the options a keyspace was created
@@ -400,7 +400,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn span_is_a_sixteenth_of_the_window_in_minutes() {
+    fn span_from_window() {
         assert_eq!(span_seconds(3600), 180);
         assert_eq!(span_seconds(60), 60);
         assert_eq!(span_seconds(16 * 600), 600);

@@ -217,7 +217,7 @@ fn format_4_tokens_found_and_expired() {
         ]
     );
 
-    // The legacy keyspace forgets tokens one by one, exactly at the bound.
+    // The legacy keyspace expires tokens one by one, exactly at the bound.
     assert_eq!(store.expire_tokens(1, at(11)).unwrap(), 1);
     assert!(!is_known(&store, 1, "old"));
     assert!(is_known(&store, 1, "recent"));
