@@ -14,7 +14,6 @@ use std::time::Duration;
 use tally_storage::{Durability, EmbeddedStore, EventStore, FaultInjection, StorageError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
 use tracing::{error, info, warn};
 
 /// Everything `tally serve` needs to start.
@@ -264,6 +263,31 @@ pub(crate) async fn accept_backlog(
     }
 }
 
+/// Hands each accepted connection to `serve` until the stop begins, then accepts the backlog
+/// (see [`accept_backlog`]) and closes the listener.
+pub(crate) async fn accept_until_stop(
+    listener: TcpListener,
+    front_end: &'static str,
+    stop: watch::Receiver<bool>,
+    mut serve: impl FnMut(TcpStream, SocketAddr),
+) {
+    let stopped = wait_for_stop(stop);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => serve(stream, peer),
+                Err(error) => {
+                    warn!(front_end, %error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    accept_backlog(&listener, serve).await;
+}
+
 /// Returns the output of `future` if it completes before `deadline`, and `None` otherwise.
 /// `tokio::time::timeout_at` alone polls the future before it looks at the deadline, so a
 /// future that is always ready, such as a read from a client that never pauses, would never
@@ -307,11 +331,8 @@ async fn serve_http(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HTTP1_HEADER_READ_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let stopped = wait_for_stop(stop);
-    tokio::pin!(stopped);
-
     let mut limit = ConnectionLimit::new("http", max_connections);
-    let mut serve_connection = |stream: TcpStream| {
+    let serve_connection = |stream: TcpStream, _| {
         let Some(permit) = limit.admit() else {
             tokio::spawn(reject_http(stream, limit.max_connections()));
             return;
@@ -330,23 +351,10 @@ async fn serve_http(
             }
         });
     };
-    loop {
-        tokio::select! {
-            _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => serve_connection(stream),
-                Err(error) => {
-                    warn!(%error, "cannot accept an HTTP connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
     // This returns only after STOP_QUIET without a new connection, which also gives the last
     // ones accepted time to read their first bytes: a graceful shutdown closes a connection
     // that has not.
-    accept_backlog(&listener, |stream, _| serve_connection(stream)).await;
-    drop(listener);
+    accept_until_stop(listener, "http", stop, serve_connection).await;
 
     // Let requests in flight finish, but do not wait for idle keep-alive clients forever.
     if tokio::time::timeout(STOP_GRACE, graceful.shutdown())
@@ -366,26 +374,43 @@ async fn serve_grpc(
     max_connections: usize,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
+    // Tally accepts the connections itself, as for HTTP, because tonic closes its listener,
+    // and so resets the connections in the backlog, as soon as its shutdown signal fires. The
+    // stream of connections ends once the backlog is accepted, and tonic then shuts its
+    // connections down gracefully; the signal itself never fires.
+    let (connections, incoming) = tokio::sync::mpsc::unbounded_channel();
     let mut limit = ConnectionLimit::new("grpc", max_connections);
-    let incoming =
-        tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(move |accepted| {
-            match accepted {
-                Ok(stream) => match limit.admit() {
-                    Some(permit) => Some(Ok(AdmittedStream::new(stream, permit))),
-                    None => {
-                        tokio::spawn(reject_grpc(stream, limit.max_connections()));
-                        None
-                    }
-                },
-                Err(error) => Some(Err(error)),
-            }
-        });
+    let admit = move |stream: TcpStream, _| match limit.admit() {
+        // The channel holds at most `max_connections` streams: each keeps a permit.
+        Some(permit) => {
+            let _ = connections.send(Ok::<_, std::io::Error>(AdmittedStream::new(stream, permit)));
+        }
+        None => {
+            tokio::spawn(reject_grpc(stream, limit.max_connections()));
+        }
+    };
+    let accepting = tokio::spawn(accept_until_stop(listener, "grpc", stop.clone(), admit));
+    let result = serve_grpc_connections(service, incoming, stop).await;
+    accepting.abort();
+    result
+}
+
+/// Serves the gRPC connections that arrive on `incoming` until it ends, then waits up to
+/// [`STOP_GRACE`] from the stop for them to finish.
+async fn serve_grpc_connections(
+    service: Service,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<Result<AdmittedStream, std::io::Error>>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
     let server = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(
             crate::grpc::size_limit_status,
         ))
         .add_service(GrpcService::new(service).into_server())
-        .serve_with_incoming_shutdown(incoming, wait_for_stop(stop.clone()));
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(incoming),
+            std::future::pending::<()>(),
+        );
     tokio::pin!(server);
     let transport_error = |error| ServeError::Io(std::io::Error::other(error));
     tokio::select! {

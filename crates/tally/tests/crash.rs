@@ -282,22 +282,13 @@ async fn sigterm_exits_cleanly_and_keeps_data() {
 /// acknowledged add survives the restart.
 #[test]
 fn sigterm_responds_to_received_http_requests() {
-    use std::io::Write;
     const CONNECTIONS: usize = 20;
     let mut server = TestServer::start();
     let address = server.http.trim_start_matches("http://").to_owned();
     let mut streams: Vec<(String, std::net::TcpStream)> = (0..CONNECTIONS)
         .map(|index| {
             let counter = format!("stop-http-{index}");
-            let body = r#"{"delta": 1}"#;
-            let request = format!(
-                "POST /v1/namespaces/default/counters/{counter}/add HTTP/1.1\r\n\
-                 Host: {address}\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let mut stream = std::net::TcpStream::connect(&address).unwrap();
-            stream.write_all(request.as_bytes()).unwrap();
+            let stream = connect_and_send(&address, &raw_http_add(&address, &counter));
             (counter, stream)
         })
         .collect();
@@ -316,6 +307,19 @@ fn sigterm_responds_to_received_http_requests() {
 
     let counters: Vec<String> = streams.into_iter().map(|(counter, _)| counter).collect();
     assert_each_counts_one_after_restart(&mut server, &counters);
+}
+
+/// Returns an HTTP/1.1 request that adds 1 to `counter` in the namespace `default`, with the
+/// header `Connection: close`.
+fn raw_http_add(host: &str, counter: &str) -> Vec<u8> {
+    let body = r#"{"delta": 1}"#;
+    format!(
+        "POST /v1/namespaces/default/counters/{counter}/add HTTP/1.1\r\n\
+         Host: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Restarts the server on its data directory and checks that each counter of the namespace
@@ -439,15 +443,13 @@ fn read_h2_until_close(mut stream: std::net::TcpStream) -> std::io::Result<Vec<u
 /// acknowledged add survives the restart.
 #[test]
 fn sigterm_responds_to_received_grpc_calls() {
-    use std::io::Write;
     const CONNECTIONS: usize = 20;
     let mut server = TestServer::start();
     let address = server.grpc.trim_start_matches("http://").to_owned();
     let streams: Vec<(String, std::net::TcpStream)> = (0..CONNECTIONS)
         .map(|index| {
             let counter = format!("stop-grpc-{index}");
-            let mut stream = std::net::TcpStream::connect(&address).unwrap();
-            stream.write_all(&raw_grpc_add(&address, &counter)).unwrap();
+            let stream = connect_and_send(&address, &raw_grpc_add(&address, &counter));
             (counter, stream)
         })
         .collect();
@@ -474,6 +476,73 @@ fn sigterm_responds_to_received_grpc_calls() {
     }
 
     assert_each_counts_one_after_restart(&mut server, &counters);
+}
+
+/// Requests still waiting in the listeners' backlogs when the stop begins (sent to each front
+/// end while the server is paused) all get responses, and every acknowledged add survives the
+/// restart.
+#[test]
+fn sigterm_answers_connections_in_the_backlog() {
+    const CONNECTIONS_PER_FRONT_END: usize = 5;
+    let mut server = TestServer::start();
+    let http = server.http.trim_start_matches("http://").to_owned();
+    let grpc = server.grpc.trim_start_matches("http://").to_owned();
+    let resp = server.resp.clone();
+    let (readers, exit) = server.terminate_with_backlog(|| {
+        let mut readers = Vec::new();
+        for index in 0..CONNECTIONS_PER_FRONT_END {
+            let counter = format!("backlog-http-{index}");
+            let stream = connect_and_send(&http, &raw_http_add(&http, &counter));
+            readers.push(spawn_reader(counter, move |counter| {
+                let response = common::read_until_closed(&mut { stream }, counter);
+                String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200")
+            }));
+
+            let counter = format!("backlog-grpc-{index}");
+            let stream = connect_and_send(&grpc, &raw_grpc_add(&grpc, &counter));
+            readers.push(spawn_reader(counter, move |_| {
+                read_h2_until_close(stream).is_ok_and(|data| data.iter().sum::<usize>() > 5)
+            }));
+
+            let counter = format!("backlog-resp-{index}");
+            let command = format!("*2\r\n$4\r\nINCR\r\n${}\r\n{counter}\r\n", counter.len());
+            let stream = connect_and_send(&resp, command.as_bytes());
+            readers.push(spawn_reader(counter, move |counter| {
+                common::read_until_closed(&mut { stream }, counter) == b":1\r\n"
+            }));
+        }
+        readers
+    });
+    assert!(exit.success(), "SIGTERM exit status: {exit:?}");
+
+    let mut counters = Vec::new();
+    for reader in readers {
+        let (counter, answered) = reader.join().unwrap();
+        assert!(
+            answered,
+            "{counter}: no successful response before the close"
+        );
+        counters.push(counter);
+    }
+    assert_each_counts_one_after_restart(&mut server, &counters);
+}
+
+fn connect_and_send(address: &str, request: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request).unwrap();
+    stream
+}
+
+/// Runs `check(counter)` on a thread of its own and returns the counter with the outcome.
+fn spawn_reader(
+    counter: String,
+    check: impl FnOnce(&str) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<(String, bool)> {
+    std::thread::spawn(move || {
+        let answered = check(&counter);
+        (counter, answered)
+    })
 }
 
 /// A client that stalls in the middle of its request (HTTP) or never acknowledges the server's

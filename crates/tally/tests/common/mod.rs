@@ -79,6 +79,21 @@ impl TestServer {
         child.wait().expect("cannot wait for the server")
     }
 
+    /// Pauses the server with SIGSTOP, runs `while_paused`, sends SIGTERM and resumes the server
+    /// with SIGCONT, then waits for the exit. The connections that `while_paused` opens are
+    /// still in the listeners' backlogs when the stop begins.
+    pub fn terminate_with_backlog<T>(
+        &mut self,
+        while_paused: impl FnOnce() -> T,
+    ) -> (T, std::process::ExitStatus) {
+        let mut child = self.child.take().expect("server is not running");
+        send_signal(&child, libc::SIGSTOP);
+        let output = while_paused();
+        send_sigterm(&child);
+        send_signal(&child, libc::SIGCONT);
+        (output, child.wait().expect("cannot wait for the server"))
+    }
+
     /// Sends SIGTERM and waits up to `limit` for the exit. Returns the exit status and the time
     /// the server took, or kills it with SIGKILL and returns `None` when it is still running.
     pub fn terminate_within(
@@ -128,11 +143,15 @@ impl TestServer {
 }
 
 fn send_sigterm(child: &Child) {
+    send_signal(child, libc::SIGTERM);
+}
+
+fn send_signal(child: &Child, signal: libc::c_int) {
     let pid = i32::try_from(child.id()).expect("pid fits in i32");
     #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
     // SAFETY: sends a signal to our own child process; no memory is shared.
-    let result = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(result, 0, "kill(SIGTERM) failed");
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(result, 0, "kill({signal}) failed");
 }
 
 impl Drop for TestServer {
