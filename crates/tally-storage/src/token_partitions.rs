@@ -312,11 +312,13 @@ impl TokenPartitions {
             .filter(|(key, _)| key.namespace_id == namespace_id && key.end() <= before)
             .map(|(key, keyspace)| (*key, keyspace.clone()))
             .collect();
-        // Counted before the deletion, so that appends need not wait for the count.
-        let mut num_expired = 0;
-        for (_, keyspace) in &expired {
-            num_expired += keyspace.len().map_err(read_failed)?;
-        }
+        // Counted from the tables' metadata and the memtables instead of by reading every
+        // token of partitions that may hold millions. The count is only reported, and it can
+        // be off while a flush of the partition runs.
+        let mut num_expired: usize = expired
+            .iter()
+            .map(|(_, keyspace)| keyspace.approximate_len())
+            .sum();
         if !expired.is_empty() {
             let mut partitions = self.write()?;
             for (key, keyspace) in expired {

@@ -97,6 +97,45 @@ fn token_kept_until_partition_ends() {
     assert!(is_known(&store, 1, "next"));
 }
 
+/// The count that expiry reports includes tokens that fjall has moved from the memtable into
+/// tables: more tokens than three memtables of the partition hold, across a reopen.
+#[test]
+fn expiry_counts_tokens_in_tables() {
+    const NUM_TOKENS: u64 = 400_000;
+    const BATCH: u64 = 10_000;
+    let dir = TempDir::new().unwrap();
+    let store = open(dir.path());
+    // 100-byte tokens make each entry over 120 bytes: 48 MiB in all.
+    for first in (1..=NUM_TOKENS).step_by(usize::try_from(BATCH).unwrap()) {
+        let events: Vec<(NamespaceId, StoredEvent)> = (first..first + BATCH)
+            .map(|id| {
+                let event = StoredEvent {
+                    counter_id: 10,
+                    key: EventKey { time: at(10), id },
+                    kind: EventKind::Add { delta: 1 },
+                    token: Some(format!("{id:0>100}").into()),
+                };
+                (1, event)
+            })
+            .collect();
+        store
+            .append(&AppendBatch {
+                events,
+                new_counters: Vec::new(),
+                last_event_id: first + BATCH - 1,
+                last_counter_id: 10,
+            })
+            .unwrap();
+    }
+    drop(store);
+    let store = open(dir.path());
+
+    let expected = usize::try_from(NUM_TOKENS).unwrap();
+    assert_eq!(store.expire_tokens(1, at(DEFAULT_SPAN)).unwrap(), expected);
+    assert!(!is_known(&store, 1, &format!("{:0>100}", 1)));
+    assert!(!is_known(&store, 1, &format!("{NUM_TOKENS:0>100}")));
+}
+
 #[test]
 fn span_follows_namespace_window() {
     let window = 16 * 600;
