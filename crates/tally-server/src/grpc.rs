@@ -197,7 +197,8 @@ impl Tally for GrpcService {
             .list_counters(
                 &request.namespace,
                 request.after.as_deref(),
-                request.limit as usize,
+                // proto3 cannot tell an unset limit from 0, so 0 asks for the default.
+                (request.limit != 0).then_some(u64::from(request.limit)),
             )
             .await
             .map_err(status)?;

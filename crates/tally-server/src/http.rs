@@ -241,28 +241,66 @@ async fn put_namespace(
     Ok(Json(namespace_body(&view)).into_response())
 }
 
-#[derive(serde::Deserialize)]
+/// The query of a counter listing.
+#[derive(Default)]
 struct ListQuery {
     after: Option<String>,
-    limit: Option<usize>,
+    limit: Option<u64>,
+}
+
+impl ListQuery {
+    /// Reads `after` and `limit`, each at most once, and rejects any other parameter.
+    fn parse(pairs: Vec<(String, String)>) -> Result<Self, ServiceError> {
+        let mut query = Self::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "after" if query.after.is_none() => query.after = Some(value),
+                "limit" if query.limit.is_none() => {
+                    let limit = value.parse().map_err(|_| {
+                        ServiceError::invalid(
+                            "limit",
+                            format!(
+                                "must be an integer from 1 to {DEFAULT_LIST_LIMIT}, got {value:?}"
+                            ),
+                        )
+                    })?;
+                    query.limit = Some(limit);
+                }
+                "after" => {
+                    return Err(ServiceError::invalid("after", "must be given at most once"));
+                }
+                "limit" => {
+                    return Err(ServiceError::invalid("limit", "must be given at most once"));
+                }
+                _ => {
+                    return Err(ServiceError::invalid(
+                        "query",
+                        format!(
+                            "unknown parameter {name:?}; the known parameters are after, limit"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(query)
+    }
 }
 
 async fn list_counters(
     State(service): State<Service>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult {
     let Path(namespace) = path?;
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_argument",
-            rejection.body_text(),
+    let Query(pairs) = query.map_err(|rejection| {
+        ServiceError::invalid(
+            "query",
+            format!("cannot be decoded: {}", rejection.body_text()),
         )
     })?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    let query = ListQuery::parse(pairs)?;
     let counters = service
-        .list_counters(&namespace, query.after.as_deref(), limit)
+        .list_counters(&namespace, query.after.as_deref(), query.limit)
         .await?;
     Ok(Json(json!({ "counters": counters })).into_response())
 }

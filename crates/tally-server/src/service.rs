@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tally_core::{
     CounterName, CounterType, EventKind, EventTime, IdempotencyToken, NamespaceConfig,
-    NamespaceConfigPatch, NamespaceName,
+    NamespaceConfigPatch, NamespaceName, ValidationError,
 };
 use tally_storage::{EventStore, NamespaceId, NamespaceRecord};
 use tracing::info;
@@ -22,6 +22,23 @@ pub const MAX_BATCH_ITEMS: usize = 1000;
 
 /// Default and maximum page size of a counter listing.
 pub const DEFAULT_LIST_LIMIT: usize = 1000;
+
+/// Returns the page size of a counter listing: the default when `limit` is `None`, else
+/// `limit` when it lies from 1 to the default.
+fn list_limit(limit: Option<u64>) -> Result<usize, ValidationError> {
+    let Some(limit) = limit else {
+        return Ok(DEFAULT_LIST_LIMIT);
+    };
+    usize::try_from(limit)
+        .ok()
+        .filter(|limit| (1..=DEFAULT_LIST_LIMIT).contains(limit))
+        .ok_or_else(|| {
+            ValidationError::new(
+                "limit",
+                format!("must be an integer from 1 to {DEFAULT_LIST_LIMIT}, got {limit}"),
+            )
+        })
+}
 
 /// Default capacity of the write queue, in requests. A full queue rejects new writes with
 /// [`ServiceError::Overloaded`] instead of letting memory and latency grow.
@@ -268,15 +285,11 @@ impl Service {
         &self,
         namespace: &str,
         after: Option<&str>,
-        limit: usize,
+        limit: Option<u64>,
     ) -> Result<Vec<String>, ServiceError> {
+        let limit = list_limit(limit)?;
         let entry = self.namespace(namespace)?;
         let record = entry.record();
-        let limit = if limit == 0 {
-            DEFAULT_LIST_LIMIT
-        } else {
-            limit.min(DEFAULT_LIST_LIMIT)
-        };
         if !record.config.counter_type.is_durable() {
             let mut names = self.best_effort_names(record.id, after);
             names.truncate(limit);

@@ -99,7 +99,7 @@ pub fn document() -> Value {
                 "parameters": [
                     { "name": "namespace", "in": "path", "required": true, "schema": { "type": "string" } },
                     { "name": "after", "in": "query", "schema": { "type": "string" }, "description": "start after this name" },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": 1000 } }
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 1000 }, "description": "at most this many names; a page with fewer is the last" }
                 ],
                 "responses": with_errors(json_ok("CounterList", "counter names"), &["400", "404"])
             }},
