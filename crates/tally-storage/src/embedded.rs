@@ -54,15 +54,16 @@ const KEY_LAST_COUNTER_ID: &[u8] = b"last_counter_id";
 const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Number of fjall's background threads, which flush memtables and compact.
-/// NOTE: by its source, fjall 3.1.13 can deadlock a single worker. While the worker compacts,
-/// each write batch to a full memtable queues a rotation request, and the queue takes 1,000
-/// messages. The worker then rotates the memtable and blocks on sending a flush message to
-/// its own full queue. With one worker, one run of 5 minutes of adds with tokens showed the
-/// symptom: an idle worker, 1.1 GB of journal and a growing memtable. With two, the other
-/// worker drains the queue, unless both block at once. With two or more, fjall keeps the
-/// first for flushes and sends each compaction request that reaches it back to the queue,
-/// which costs CPU while the other compacts.
-const FJALL_WORKER_THREADS: usize = 2;
+/// NOTE: fjall 3.1.13's worker pool misbehaves with one or two threads (read in its source
+/// and seen in profiles). With one, the worker can deadlock: while it compacts, each write
+/// batch to a full memtable queues a rotation request, the queue takes 1,000 messages, and the
+/// worker then blocks on sending a flush message to its own full queue. One run of 5 minutes
+/// of adds with tokens showed the symptom: an idle worker, 1.1 GB of journal and a growing
+/// memtable. With more than one, worker 0 keeps to flushes and puts each compaction request it
+/// receives back in the queue at once, so it spins while the others compact. With two, that
+/// spin took about 40% of fjall's CPU in a profile of sustained adds with tokens. With three,
+/// the spin did not show in the same profile, and fjall used a quarter to a third less CPU.
+const FJALL_WORKER_THREADS: usize = 3;
 
 /// `read_checkpoints` reads requested IDs that lie at most this far apart in one range scan.
 /// Starting a scan, like a lookup, may read and checksum a large index block. Stepping over an
