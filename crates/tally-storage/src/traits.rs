@@ -85,7 +85,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Forgets the namespace's tokens whose event time is before `before`, never one at or
     /// after it, and returns how many it forgot. A backend may forget tokens in groups: the
     /// embedded store keeps each until its whole partition lies before `before`, at most one
-    /// partition span (a sixteenth of the idempotency window, see `token_partitions`) longer.
+    /// partition span (a sixtieth of the idempotency window, see `token_partitions`) longer.
     /// The count is for reports: the embedded store takes it from its tables' metadata, and it
     /// can be off while a flush runs.
     fn expire_tokens(

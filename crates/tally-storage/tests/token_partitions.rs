@@ -19,8 +19,8 @@ use tempfile::TempDir;
 /// A multiple of every span used here, so that `at(0)` starts a partition of each.
 const BASE_SECONDS: i64 = 1_800_000_000;
 
-/// The span of a namespace with the default window of one hour: 3 minutes.
-const DEFAULT_SPAN: i64 = 180;
+/// The span of a namespace with the default window of one hour: 1 minute.
+const DEFAULT_SPAN: i64 = 60;
 
 fn at(seconds: i64) -> EventTime {
     EventTime::from_micros(BASE_SECONDS * 1_000_000).plus_seconds(seconds)
@@ -138,7 +138,7 @@ fn expiry_counts_tokens_in_tables() {
 
 #[test]
 fn span_follows_namespace_window() {
-    let window = 16 * 600;
+    let window = 60 * 600;
     assert_eq!(span_seconds(window), 600);
     let dir = TempDir::new().unwrap();
     put_namespace(&open(dir.path()), 2, window);
@@ -147,7 +147,7 @@ fn span_follows_namespace_window() {
     add_with_token(&store, 2, at(10), "long");
     add_with_token(&store, 1, at(10), "short");
 
-    // The partition of namespace 2 spans 600 s, that of namespace 1 the default 180 s.
+    // The partition of namespace 2 spans 600 s, that of namespace 1 the default 60 s.
     assert_eq!(store.expire_tokens(2, at(599)).unwrap(), 0);
     assert_eq!(store.expire_tokens(1, at(599)).unwrap(), 1);
     assert!(is_known(&store, 2, "long"));
@@ -161,8 +161,8 @@ fn old_span_partitions_stay_readable() {
     let store = open(dir.path());
     put_namespace(&store, 2, 3600);
     add_with_token(&store, 2, at(10), "before-change");
-    put_namespace(&store, 2, 16 * 600);
-    // Inside the open 180 s partition, then in a new 600 s partition.
+    put_namespace(&store, 2, 60 * 600);
+    // Inside the open 60 s partition, then in a new 600 s partition.
     add_with_token(&store, 2, at(20), "same-partition");
     add_with_token(&store, 2, at(DEFAULT_SPAN), "new-partition");
     drop(store);
@@ -171,7 +171,7 @@ fn old_span_partitions_stay_readable() {
     for token in ["before-change", "same-partition", "new-partition"] {
         assert!(is_known(&store, 2, token), "{token}");
     }
-    // The 180 s partition ends first. The 600 s one starts at the same multiple of 600.
+    // The 60 s partition ends first. The 600 s one starts at the same multiple of 600.
     assert_eq!(store.expire_tokens(2, at(DEFAULT_SPAN)).unwrap(), 2);
     assert!(is_known(&store, 2, "new-partition"));
     assert_eq!(store.expire_tokens(2, at(599)).unwrap(), 0);
