@@ -197,7 +197,7 @@ impl Tally for GrpcService {
             .list_counters(
                 &request.namespace,
                 request.after.as_deref(),
-                // proto3 cannot tell an unset limit from 0, so 0 asks for the default.
+                // proto3 cannot tell an unset limit from 0, so 0 means the default.
                 (request.limit != 0).then_some(u64::from(request.limit)),
             )
             .await

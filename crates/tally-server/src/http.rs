@@ -9,7 +9,7 @@ pub mod body;
 mod openapi;
 
 use crate::rollup::RollupReport;
-use crate::service::{DEFAULT_LIST_LIMIT, NamespaceView};
+use crate::service::{NamespaceView, invalid_list_limit};
 use crate::writer::ChangeOutcome;
 use crate::{Service, ServiceError};
 use axum::body::Bytes;
@@ -256,14 +256,9 @@ impl ListQuery {
             match name.as_str() {
                 "after" if query.after.is_none() => query.after = Some(value),
                 "limit" if query.limit.is_none() => {
-                    let limit = value.parse().map_err(|_| {
-                        ServiceError::invalid(
-                            "limit",
-                            format!(
-                                "must be an integer from 1 to {DEFAULT_LIST_LIMIT}, got {value:?}"
-                            ),
-                        )
-                    })?;
+                    let limit = value
+                        .parse()
+                        .map_err(|_| invalid_list_limit(format!("{value:?}")))?;
                     query.limit = Some(limit);
                 }
                 "after" => {

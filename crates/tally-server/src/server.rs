@@ -279,7 +279,7 @@ pub(crate) async fn accept_until_stop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => serve(stream, peer),
                 Err(error) => {
-                    warn!(front_end, %error, "cannot accept a connection");
+                    warn!(front_end, %error, "failed to accept a connection; retrying in 50 ms");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -381,7 +381,7 @@ async fn serve_grpc(
     let (connections, incoming) = tokio::sync::mpsc::unbounded_channel();
     let mut limit = ConnectionLimit::new("grpc", max_connections);
     let admit = move |stream: TcpStream, _| match limit.admit() {
-        // The channel holds at most `max_connections` streams: each keeps a permit.
+        // The channel holds at most `max_connections` streams, because each keeps a permit.
         Some(permit) => {
             let _ = connections.send(Ok::<_, std::io::Error>(AdmittedStream::new(stream, permit)));
         }

@@ -32,12 +32,16 @@ fn list_limit(limit: Option<u64>) -> Result<usize, ValidationError> {
     usize::try_from(limit)
         .ok()
         .filter(|limit| (1..=DEFAULT_LIST_LIMIT).contains(limit))
-        .ok_or_else(|| {
-            ValidationError::new(
-                "limit",
-                format!("must be an integer from 1 to {DEFAULT_LIST_LIMIT}, got {limit}"),
-            )
-        })
+        .ok_or_else(|| invalid_list_limit(limit))
+}
+
+/// Returns the error for a listing limit outside 1 to [`DEFAULT_LIST_LIMIT`], or not an
+/// integer, with the value as the client sent it.
+pub fn invalid_list_limit(value: impl std::fmt::Display) -> ValidationError {
+    ValidationError::new(
+        "limit",
+        format!("must be an integer from 1 to {DEFAULT_LIST_LIMIT}, got {value}"),
+    )
 }
 
 /// Default capacity of the write queue, in requests. A full queue rejects new writes with

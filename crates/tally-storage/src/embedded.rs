@@ -29,8 +29,8 @@ use tracing::{error, info};
 /// version 4 store only records version 5. Version 4 keeps checkpoints in blocks of
 /// consecutive counter IDs (the `checkpoint_blocks` keyspace) instead of one per key
 /// (`checkpoints`), and converts a version 3 store when it opens it. Version 3 adds the
-/// `counter_runs` keyspace, which a start reads instead of the counters by name. Version 2 writes the events of a slice as one record; version 1 wrote one
-/// key per event.
+/// `counter_runs` keyspace, which a start reads instead of the counters by name. Version 2
+/// writes the events of a slice as one record, and version 1 wrote one key per event.
 const FORMAT_VERSION: u32 = 5;
 
 /// The format whose checkpoints [`EmbeddedStore::open`] converts, the oldest it opens.
@@ -62,7 +62,8 @@ const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 /// memtable. With more than one, worker 0 keeps to flushes and puts each compaction request it
 /// receives back in the queue at once, so it spins while the others compact. With two, that
 /// spin took about 40% of fjall's CPU in a profile of sustained adds with tokens. With three,
-/// the spin did not show in the same profile, and fjall used a quarter to a third less CPU.
+/// fjall used a quarter to a third less CPU, and the spin did not show in the same profile.
+/// Worker 0 still spins while workers 1 and 2 both compact, which that profile found rare.
 const FJALL_WORKER_THREADS: usize = 3;
 
 /// `read_checkpoints` reads requested IDs that lie at most this far apart in one range scan.
@@ -170,8 +171,8 @@ impl EmbeddedStore {
         match <[u8; 4]>::try_from(bytes.as_ref()).map(u32::from_be_bytes) {
             Ok(FORMAT_VERSION) => self.drop_format_3_checkpoints(),
             Ok(FORMAT_4) => {
-                info!(path = %self.path.display(), "recording store format {FORMAT_VERSION}; \
-                    the tokens of format 4 stay where they are until they expire");
+                info!(path = %self.path.display(), "recording store format {FORMAT_VERSION} \
+                    over format 4. Its tokens stay in their keyspace until they expire");
                 self.drop_format_3_checkpoints()?;
                 self.record_format()
             }

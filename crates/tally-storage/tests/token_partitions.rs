@@ -105,7 +105,7 @@ fn expiry_counts_tokens_in_tables() {
     const BATCH: u64 = 10_000;
     let dir = TempDir::new().unwrap();
     let store = open(dir.path());
-    // 100-byte tokens make each entry over 120 bytes: 48 MiB in all.
+    // Tokens of 100 bytes make each entry over 120 bytes, so 48 MiB in all.
     for first in (1..=NUM_TOKENS).step_by(usize::try_from(BATCH).unwrap()) {
         let events: Vec<(NamespaceId, StoredEvent)> = (first..first + BATCH)
             .map(|id| {

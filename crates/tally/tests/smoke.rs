@@ -101,8 +101,8 @@ async fn batch_item_errors_stay_in_place() {
     assert_eq!(missing.class, common::frontend::ErrorClass::NotFound);
 }
 
-/// A listing's query takes `after` and `limit` (1 to 1000), each once. Anything else gets 400
-/// with the parameter and the rule.
+/// A listing's query takes `after` and `limit` (1 to 1000), each at most once. Anything else
+/// gets 400 with the parameter and the rule.
 #[tokio::test]
 async fn list_rejects_bad_query() {
     let server = TestServer::start();
