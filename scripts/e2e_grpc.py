@@ -228,6 +228,10 @@ class GrpcSession:
         expect_equal(kinds, ["ok", "ok", "error"], "AddBatch result kinds")
         expect_equal(response.results[0].ok.duplicate, False, "AddBatch first item duplicate")
         expect_equal(response.results[2].error.code, "invalid_argument", "AddBatch error code")
+        expect(
+            response.results[2].error.message.startswith("invalid items[2].idempotency_token.token: "),
+            f"AddBatch error should name items[2].idempotency_token.token, got {response.results[2].error.message!r}",
+        )
         expect_equal(self.get_value("batcha"), 3, "GetCount value of batcha")
         expect_equal(self.get_value("batchb"), 5, "GetCount value of batchb")
 

@@ -192,7 +192,7 @@ fn explain_unset_field(
     patch: &NamespaceConfigPatch,
     exists: bool,
 ) -> ValidationError {
-    let set_by_patch = match error.field {
+    let set_by_patch = match error.field.as_ref() {
         "accept_limit_seconds" => patch.accept_limit_seconds.is_some(),
         "max_clock_skew_seconds" => patch.max_clock_skew_seconds.is_some(),
         "event_retention_seconds" => patch.event_retention_seconds.is_some(),

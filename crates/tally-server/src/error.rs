@@ -1,5 +1,6 @@
 //! Errors of the service layer, shared by every front end.
 
+use std::borrow::Cow;
 use tally_core::ValidationError;
 use tally_core::fold::OutOfRange;
 use tally_storage::StorageError;
@@ -61,8 +62,17 @@ impl ServiceError {
         }
     }
 
-    pub fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, rule: impl Into<String>) -> Self {
         ServiceError::Invalid(ValidationError::new(field, rule))
+    }
+
+    /// Names an invalid field as part of the batch item at `index`; other errors are left as
+    /// they are, since a batch's results keep the order of its items.
+    pub fn in_batch_item(self, index: usize) -> Self {
+        match self {
+            ServiceError::Invalid(error) => ServiceError::Invalid(error.in_batch_item(index)),
+            other => other,
+        }
     }
 }
 

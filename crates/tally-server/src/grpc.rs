@@ -279,13 +279,17 @@ impl Tally for GrpcService {
             .map_err(status)?;
         let results = outcomes
             .into_iter()
-            .map(|outcome| proto::AddBatchResult {
+            .enumerate()
+            .map(|(index, outcome)| proto::AddBatchResult {
                 result: Some(match outcome {
                     Ok(outcome) => proto::add_batch_result::Result::Ok(change_response(outcome)),
-                    Err(error) => proto::add_batch_result::Result::Error(proto::ItemError {
-                        code: error.code().to_owned(),
-                        message: error.to_string(),
-                    }),
+                    Err(error) => {
+                        let error = error.in_batch_item(index);
+                        proto::add_batch_result::Result::Error(proto::ItemError {
+                            code: error.code().to_owned(),
+                            message: error.to_string(),
+                        })
+                    }
                 }),
             })
             .collect();

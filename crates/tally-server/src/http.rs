@@ -367,11 +367,12 @@ async fn add_batch(
     let mut outcomes = service.add_batch(&namespace, valid).await?.into_iter();
     let results: Vec<Value> = parsed
         .iter()
-        .map(|item| match item {
+        .enumerate()
+        .map(|(index, item)| match item {
             Err(error) => error_body(error),
             Ok(_) => match outcomes.next() {
                 Some(Ok(outcome)) => change_body(&outcome),
-                Some(Err(error)) => error_body(&error),
+                Some(Err(error)) => error_body(&error.in_batch_item(index)),
                 None => error_body(&ServiceError::Unavailable("missing outcome".into())),
             },
         })

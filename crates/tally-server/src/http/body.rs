@@ -3,6 +3,7 @@
 use crate::ServiceError;
 use crate::service::{BatchItem, TokenInput};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use tally_core::{CounterType, NamespaceConfigPatch, parse_delta};
 
 type Object = Map<String, Value>;
@@ -24,7 +25,7 @@ fn parse_object(body: &[u8], allow_empty: bool) -> Result<Object, ServiceError> 
 fn reject_unknown(
     object: &Object,
     known: &[&str],
-    context: &'static str,
+    context: impl Into<Cow<'static, str>>,
 ) -> Result<(), ServiceError> {
     match object.keys().find(|key| !known.contains(&key.as_str())) {
         Some(unknown) => Err(ServiceError::invalid(
@@ -128,36 +129,39 @@ pub fn parse_batch_body(body: &[u8]) -> Result<Vec<Result<BatchItem, ServiceErro
             items.len()
         )));
     }
-    Ok(items.iter().map(parse_batch_item).collect())
+    Ok(items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| parse_batch_item(index, item))
+        .collect())
 }
 
-fn parse_batch_item(item: &Value) -> Result<BatchItem, ServiceError> {
+/// Parses the item at `index`; an error names its field with the index (`items[2].delta`).
+fn parse_batch_item(index: usize, item: &Value) -> Result<BatchItem, ServiceError> {
+    let item_field = || format!("items[{index}]");
     let Value::Object(object) = item else {
-        return Err(ServiceError::invalid(
-            "items[]",
-            "each item must be an object",
-        ));
+        return Err(ServiceError::invalid(item_field(), "must be an object"));
     };
     reject_unknown(
         object,
         &["counter", "delta", "idempotency_token"],
-        "items[]",
+        item_field(),
     )?;
-    let counter = match object.get("counter") {
-        Some(Value::String(counter)) => counter.clone(),
-        _ => {
-            return Err(ServiceError::invalid(
-                "items[].counter",
-                "is required and must be a string",
-            ));
-        }
+    parse_item_fields(object).map_err(|error| error.in_batch_item(index))
+}
+
+/// Reads an item's fields; the errors name them without the item's index.
+fn parse_item_fields(object: &Object) -> Result<BatchItem, ServiceError> {
+    let Some(Value::String(counter)) = object.get("counter") else {
+        return Err(ServiceError::invalid(
+            "counter",
+            "is required and must be a string",
+        ));
     };
-    let delta = parse_delta_value("items[].delta", object.get("delta"))?;
-    let token = parse_token_value(object.get("idempotency_token"))?;
     Ok(BatchItem {
-        counter,
-        delta,
-        token,
+        counter: counter.clone(),
+        delta: parse_delta_value("delta", object.get("delta"))?,
+        token: parse_token_value(object.get("idempotency_token"))?,
     })
 }
 
@@ -235,11 +239,29 @@ mod tests {
 
     #[test]
     fn batch_item_errors_stay_in_place() {
-        let body = br#"{"items": [{"counter": "a", "delta": 1}, {"counter": "b", "delta": "x"}]}"#;
+        let body = br#"{"items": [{"counter": "a", "delta": 1}, {"counter": "b", "delta": "x"},
+            7, {"counter": "c", "delta": 1, "size": 2}, {"delta": 1},
+            {"counter": "d", "delta": 1, "idempotency_token": {"token": 5}}]}"#;
         let items = parse_batch_body(body).unwrap();
-        assert_eq!(items.len(), 2);
+        assert_eq!(items.len(), 6);
         assert!(items[0].is_ok());
-        assert!(matches!(&items[1], Err(ServiceError::Invalid(e)) if e.field == "items[].delta"));
+        let fields: Vec<_> = items[1..]
+            .iter()
+            .map(|item| match item {
+                Err(ServiceError::Invalid(error)) => error.field.to_string(),
+                other => panic!("expected a validation error, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "items[1].delta",
+                "items[2]",
+                "items[3]",
+                "items[4].counter",
+                "items[5].idempotency_token.token",
+            ]
+        );
     }
 
     #[test]
