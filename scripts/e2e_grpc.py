@@ -253,11 +253,13 @@ class GrpcSession:
             self.pb.ListCountersRequest(namespace=NAMESPACE, limit=1), timeout=CALL_TIMEOUT_SECONDS
         )
         expect_equal(list(first_page.counters), names[:1], "ListCounters with limit 1")
+        expect_equal(first_page.next_after, names[0], "ListCounters next_after of the first page")
         rest = self.stub.ListCounters(
             self.pb.ListCountersRequest(namespace=NAMESPACE, after=names[0]),
             timeout=CALL_TIMEOUT_SECONDS,
         )
         expect_equal(list(rest.counters), names[1:], f"ListCounters after {names[0]!r}")
+        expect(not rest.HasField("next_after"), f"ListCounters last page has next_after {rest.next_after!r}")
 
     def check_grpc_to_http(self):
         self.add("fromgrpc", 13, "grpc-cross-1")

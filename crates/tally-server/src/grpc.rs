@@ -192,7 +192,7 @@ impl Tally for GrpcService {
         request: Request<proto::ListCountersRequest>,
     ) -> Result<Response<proto::ListCountersResponse>, Status> {
         let request = request.into_inner();
-        let counters = self
+        let page = self
             .service
             .list_counters(
                 &request.namespace,
@@ -202,7 +202,10 @@ impl Tally for GrpcService {
             )
             .await
             .map_err(status)?;
-        Ok(Response::new(proto::ListCountersResponse { counters }))
+        Ok(Response::new(proto::ListCountersResponse {
+            counters: page.counters,
+            next_after: page.next_after,
+        }))
     }
 
     async fn add_count(

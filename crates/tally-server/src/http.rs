@@ -294,10 +294,10 @@ async fn list_counters(
         )
     })?;
     let query = ListQuery::parse(pairs)?;
-    let counters = service
+    let page = service
         .list_counters(&namespace, query.after.as_deref(), query.limit)
         .await?;
-    Ok(Json(json!({ "counters": counters })).into_response())
+    Ok(Json(json!({ "counters": page.counters, "next_after": page.next_after })).into_response())
 }
 
 async fn get_count(

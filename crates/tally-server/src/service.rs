@@ -35,6 +35,27 @@ fn list_limit(limit: Option<u64>) -> Result<usize, ValidationError> {
         .ok_or_else(|| invalid_list_limit(limit))
 }
 
+/// One page of a counter listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterPage {
+    pub counters: Vec<String>,
+    /// The `after` of the next page: the last name of this page, or `None` on the last page.
+    pub next_after: Option<String>,
+}
+
+impl CounterPage {
+    /// Cuts `names`, sorted, to `limit`; a name beyond it means that another page follows.
+    fn new(mut names: Vec<String>, limit: usize) -> Self {
+        let more = names.len() > limit;
+        names.truncate(limit);
+        let next_after = if more { names.last().cloned() } else { None };
+        Self {
+            counters: names,
+            next_after,
+        }
+    }
+}
+
 /// Returns the error for a listing limit outside 1 to [`DEFAULT_LIST_LIMIT`], or not an
 /// integer, with the value as the client sent it.
 pub fn invalid_list_limit(value: impl std::fmt::Display) -> ValidationError {
@@ -285,23 +306,27 @@ impl Service {
             .collect()
     }
 
+    /// Returns the names after `after` in byte order, at most `limit` of them (the default
+    /// when `None`), and where the next page starts if there are more.
     pub async fn list_counters(
         &self,
         namespace: &str,
         after: Option<&str>,
         limit: Option<u64>,
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<CounterPage, ServiceError> {
         let limit = list_limit(limit)?;
         let entry = self.namespace(namespace)?;
         let record = entry.record();
-        if !record.config.counter_type.is_durable() {
-            let mut names = self.best_effort_names(record.id, after);
-            names.truncate(limit);
-            return Ok(names);
-        }
-        let store = Arc::clone(&self.store);
-        let after = after.map(str::to_owned);
-        run_blocking(move || store.list_counters(record.id, after.as_deref(), limit)).await
+        // One name more than the page tells whether another page follows.
+        let names = if record.config.counter_type.is_durable() {
+            let store = Arc::clone(&self.store);
+            let after = after.map(str::to_owned);
+            run_blocking(move || store.list_counters(record.id, after.as_deref(), limit + 1))
+                .await?
+        } else {
+            self.best_effort_names(record.id, after)
+        };
+        Ok(CounterPage::new(names, limit))
     }
 
     /// Number of counters in the namespace.

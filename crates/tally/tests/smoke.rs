@@ -5,6 +5,7 @@ mod common;
 
 use common::frontend::{Frontend, token};
 use common::{TestServer, unique};
+use serde_json::json;
 
 #[tokio::test]
 async fn both_front_ends_share_counters() {
@@ -33,7 +34,7 @@ async fn both_front_ends_share_counters() {
 async fn best_effort_lives_in_memory_only() {
     let mut server = TestServer::start();
     let mut http = server.http_client();
-    let config = serde_json::json!({ "counter_type": "best_effort" });
+    let config = json!({ "counter_type": "best_effort" });
     http.put_namespace("fast", config).await.unwrap();
 
     assert_eq!(
@@ -152,30 +153,30 @@ async fn list_rejects_bad_query() {
     }
 }
 
-/// `limit` pages through the names over HTTP and gRPC alike. gRPC takes 0 as the default, since
-/// proto3 cannot tell it from an unset field, and rejects a limit above 1000.
+/// `limit` and `next_after` page through the names over HTTP and gRPC alike, in durable and
+/// best-effort namespaces. gRPC takes 0 as the default, since proto3 cannot tell it from an
+/// unset field, and rejects a limit above 1000.
 #[tokio::test]
 async fn list_pages_with_limit() {
     let server = TestServer::start();
     let mut http = server.http_client();
     let mut grpc = server.grpc_client().await;
+    let config = json!({ "counter_type": "best_effort" });
+    http.put_namespace("fast", config).await.unwrap();
     let names = ["a", "b", "c", "d", "e"];
-    for name in names {
-        http.add("default", name, 1, None).await.unwrap();
+    for namespace in ["default", "fast"] {
+        for name in names {
+            http.add(namespace, name, 1, None).await.unwrap();
+        }
+        let pages = http_pages(&server, namespace, 2).await;
+        assert_eq!(
+            pages,
+            [json!(["a", "b"]), json!(["c", "d"]), json!(["e"])],
+            "{namespace}"
+        );
+        // A page that ends exactly at the last name is the last page.
+        assert_eq!(http_pages(&server, namespace, 5).await, [json!(names)]);
     }
-
-    let page = |after: &str| {
-        format!(
-            "{}/v1/namespaces/default/counters?limit=2{after}",
-            server.http
-        )
-    };
-    let (_, first) = http.raw(reqwest::Method::GET, &page(""), None).await;
-    let (_, last) = http
-        .raw(reqwest::Method::GET, &page("&after=d"), None)
-        .await;
-    assert_eq!(first["counters"], serde_json::json!(["a", "b"]));
-    assert_eq!(last["counters"], serde_json::json!(["e"]));
 
     let request = |limit| tally_server::proto::ListCountersRequest {
         namespace: "default".into(),
@@ -183,13 +184,38 @@ async fn list_pages_with_limit() {
         limit,
     };
     let listed = grpc.inner().list_counters(request(3)).await.unwrap();
-    assert_eq!(listed.into_inner().counters, ["b", "c", "d"]);
+    let listed = listed.into_inner();
+    assert_eq!(listed.counters, ["b", "c", "d"]);
+    assert_eq!(listed.next_after.as_deref(), Some("d"));
     let listed = grpc.inner().list_counters(request(0)).await.unwrap();
-    assert_eq!(listed.into_inner().counters, ["b", "c", "d", "e"]);
+    let listed = listed.into_inner();
+    assert_eq!(listed.counters, ["b", "c", "d", "e"]);
+    assert_eq!(listed.next_after, None);
     let status = grpc.inner().list_counters(request(1001)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(
         status.message(),
         "invalid limit: must be an integer from 1 to 1000, got 1001"
     );
+}
+
+/// Lists a namespace over HTTP `limit` names at a time, following `next_after` until the page
+/// that has none, and returns the pages' `counters`.
+async fn http_pages(server: &TestServer, namespace: &str, limit: usize) -> Vec<serde_json::Value> {
+    const MAX_PAGES: usize = 100;
+    let http = server.http_client();
+    let base = format!("{}/v1/namespaces/{namespace}/counters", server.http);
+    let mut url = format!("{base}?limit={limit}");
+    let mut pages = Vec::new();
+    loop {
+        let (status, page) = http.raw(reqwest::Method::GET, &url, None).await;
+        assert_eq!(status, 200, "{page}");
+        pages.push(page["counters"].clone());
+        let Some(next) = page["next_after"].as_str() else {
+            assert!(page["next_after"].is_null(), "{page}");
+            return pages;
+        };
+        assert!(pages.len() < MAX_PAGES, "the pages do not end: {pages:?}");
+        url = format!("{base}?limit={limit}&after={next}");
+    }
 }

@@ -151,7 +151,10 @@ pub fn document() -> Value {
                     { "$ref": "#/components/schemas/NamespaceConfig" }
                 ]},
                 "NamespaceList": { "type": "object", "properties": { "namespaces": { "type": "array", "items": { "$ref": "#/components/schemas/Namespace" } } } },
-                "CounterList": { "type": "object", "properties": { "counters": { "type": "array", "items": { "type": "string" } } } },
+                "CounterList": { "type": "object", "properties": {
+                    "counters": { "type": "array", "items": { "type": "string" }, "description": "Names in byte order." },
+                    "next_after": { "type": ["string", "null"], "description": "The after of the next page; null on the last page." }
+                } },
                 "IdempotencyToken": { "type": "object", "required": ["token"], "additionalProperties": false, "properties": {
                     "token": { "type": "string", "minLength": 1, "description": "1 to 128 bytes of UTF-8 without control characters" },
                     "generation_time": { "type": "string", "format": "date-time", "description": "event time; default: when the server receives the request" }
