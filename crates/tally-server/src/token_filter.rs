@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Instant;
 use tally_core::EventTime;
-use tally_storage::{CounterId, EventStore, NamespaceId, StorageError};
+use tally_storage::{CounterId, EventStore, NamespaceId, StorageError, TokenEstimate};
 use tracing::{info, warn};
 
 /// Tokens in a generation that the writer opens when it has no recent one to size it by.
@@ -199,8 +199,8 @@ fn token_hash(
 
 /// Reads the stored tokens of the idempotency window into one generation per quarter of the
 /// window, by event time, so that they leave memory in steps as the window moves on after the
-/// start. A first pass counts the tokens of each quarter, so that each generation is sized to
-/// its tokens. Tokens older than the window are left out: no namespace needs them.
+/// start. Each generation is sized to its tokens, as the store estimates them, or else as a
+/// first pass counts them. Tokens older than the window are left out: no namespace needs them.
 fn load(
     store: &dyn EventStore,
     hasher: &DefaultHashBuilder,
@@ -209,12 +209,10 @@ fn load(
 ) -> Result<Generations, StorageError> {
     let started = Instant::now();
     let bands = TimeBands::new(window_seconds, now);
-    let mut counts = [0usize; TimeBands::COUNT];
-    store.scan_tokens(&mut |token| {
-        if let Some(band) = bands.of(token.event_time) {
-            counts[band] += 1;
-        }
-    })?;
+    let counts = match store.estimate_tokens()? {
+        Some(estimates) => bands.estimate(&estimates),
+        None => bands.count(store)?,
+    };
     let mut bloom_bands: Vec<Generation> = counts
         .iter()
         .map(|&count| Generation::new(count.max(1), now))
@@ -256,6 +254,34 @@ impl TimeBands {
             oldest,
             span_micros: span_micros.max(1),
         }
+    }
+
+    /// Counts the stored tokens of each band in a pass over them.
+    fn count(&self, store: &dyn EventStore) -> Result<[usize; Self::COUNT], StorageError> {
+        let mut counts = [0; Self::COUNT];
+        store.scan_tokens(&mut |token| {
+            if let Some(band) = self.of(token.event_time) {
+                counts[band] += 1;
+            }
+        })?;
+        Ok(counts)
+    }
+
+    /// Adds up the store's estimates per band. A span that reaches into several bands counts
+    /// in each of them, so a band's filter can be larger than it needs, never smaller.
+    fn estimate(&self, estimates: &[TokenEstimate]) -> [usize; Self::COUNT] {
+        let mut counts = [0; Self::COUNT];
+        for estimate in estimates {
+            let last_micro = EventTime::from_micros(estimate.until.as_micros().saturating_sub(1));
+            let Some(last) = self.of(last_micro) else {
+                continue;
+            };
+            let first = self.of(estimate.from).unwrap_or(0);
+            for count in &mut counts[first..=last] {
+                *count += estimate.approximate_len;
+            }
+        }
+        counts
     }
 
     /// Returns the band of a token's event time, or `None` for a time before the window. A time
@@ -512,6 +538,31 @@ mod tests {
         assert!(filter.may_contain(filter.hash(1, 9, "a")));
         assert!(filter.may_contain(filter.hash(1, 9, "b")));
         assert_eq!(filter.stored_generations.len(), 2);
+    }
+
+    /// A span of the store's estimate counts in every quarter that it reaches into, and not at
+    /// all when it ends before the window.
+    #[test]
+    fn estimates_count_in_each_quarter_they_reach() {
+        let bands = TimeBands::new(3600, START);
+        let span = |from: i64, until: i64, approximate_len| TokenEstimate {
+            from: START.plus_seconds(from),
+            until: START.plus_seconds(until),
+            approximate_len,
+        };
+        let estimates = [
+            span(-4000, -3600, 1),
+            span(-3620, -3560, 10),
+            span(-2000, -1900, 100),
+            span(-1830, -1770, 1000),
+            span(-60, 0, 10_000),
+            span(0, 60, 100_000),
+        ];
+
+        assert_eq!(
+            bands.estimate(&estimates),
+            [10, 100 + 1000, 1000, 10_000 + 100_000]
+        );
     }
 
     /// The loader puts stored tokens into one generation per quarter of the window, so that

@@ -13,8 +13,8 @@ use crate::token_partitions::TokenPartitions;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
-    NamespaceRecord, RecoveredState, ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
-    bucket_of, slice_of,
+    NamespaceRecord, RecoveredState, ScannedCounter, ScannedToken, StoredEvent, TokenEstimate,
+    TokenRecord, bucket_of, slice_of,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{BTreeMap, HashMap};
@@ -558,6 +558,10 @@ impl EventStore for EmbeddedStore {
 
     fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError> {
         self.tokens.scan(visit)
+    }
+
+    fn estimate_tokens(&self) -> Result<Option<Vec<TokenEstimate>>, StorageError> {
+        self.tokens.estimate()
     }
 
     fn scan_events(

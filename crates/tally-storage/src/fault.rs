@@ -10,7 +10,7 @@ use crate::StorageError;
 use crate::traits::EventStore;
 use crate::types::{
     AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState,
-    ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
+    ScannedCounter, ScannedToken, StoredEvent, TokenEstimate, TokenRecord,
 };
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -80,6 +80,10 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
 
     fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError> {
         self.inner.scan_tokens(visit)
+    }
+
+    fn estimate_tokens(&self) -> Result<Option<Vec<TokenEstimate>>, StorageError> {
+        self.inner.estimate_tokens()
     }
 
     fn scan_events(

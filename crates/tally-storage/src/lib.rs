@@ -28,5 +28,5 @@ pub use traits::EventStore;
 pub use types::{
     AppendBatch, BUCKET_SECONDS, Checkpoint, CounterId, CounterRecord, NamespaceId,
     NamespaceRecord, RecoveredState, SLICE_SECONDS, ScannedCounter, ScannedToken, StoredEvent,
-    TokenRecord, bucket_of, slice_of,
+    TokenEstimate, TokenRecord, bucket_of, slice_of,
 };

@@ -18,7 +18,7 @@
 use crate::StorageError;
 use crate::encoding;
 use crate::error::read_failed;
-use crate::types::{CounterId, NamespaceId, ScannedToken, TokenRecord};
+use crate::types::{CounterId, NamespaceId, ScannedToken, TokenEstimate, TokenRecord};
 use fjall::compaction::Leveled;
 use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
@@ -298,6 +298,27 @@ impl TokenPartitions {
             }
         }
         Ok(())
+    }
+
+    /// Returns each partition's span and its number of tokens from fjall's metadata (the
+    /// tables' counts and the memtables' lengths), without reading a token. A partition that is
+    /// being flushed can be counted twice. `None` while the legacy keyspace exists, since its
+    /// tokens have no span.
+    pub fn estimate(&self) -> Result<Option<Vec<TokenEstimate>>, StorageError> {
+        let partitions = self.read()?;
+        if partitions.legacy.is_some() {
+            return Ok(None);
+        }
+        let estimates = partitions
+            .open
+            .iter()
+            .map(|(key, keyspace)| TokenEstimate {
+                from: key.start,
+                until: key.end(),
+                approximate_len: keyspace.approximate_len(),
+            })
+            .collect();
+        Ok(Some(estimates))
     }
 
     /// Forgets the namespace's tokens before `before`: deletes each partition that ends at or

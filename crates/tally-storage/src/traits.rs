@@ -3,7 +3,7 @@
 use crate::StorageError;
 use crate::types::{
     AppendBatch, Checkpoint, CounterId, NamespaceId, NamespaceRecord, RecoveredState,
-    ScannedCounter, ScannedToken, StoredEvent, TokenRecord,
+    ScannedCounter, ScannedToken, StoredEvent, TokenEstimate, TokenRecord,
 };
 use std::ops::RangeInclusive;
 use tally_core::EventTime;
@@ -44,6 +44,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// Visits every stored token of every namespace, in no particular order, from a snapshot.
     /// The writer reads them once after a start, to learn which tokens it must look up.
     fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError>;
+
+    /// Estimates how many tokens the store holds per span of event time, without reading them:
+    /// every stored token lies in one of the spans. `None` when the backend cannot tell without
+    /// a scan.
+    fn estimate_tokens(&self) -> Result<Option<Vec<TokenEstimate>>, StorageError> {
+        Ok(None)
+    }
 
     /// Visits the events of a namespace with `from <= time < until` in (time, event ID) order.
     fn scan_events(

@@ -55,6 +55,14 @@ pub struct ScannedToken<'a> {
     pub event_time: EventTime,
 }
 
+/// About how many tokens a store holds with event times in `[from, until)`, from its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenEstimate {
+    pub from: EventTime,
+    pub until: EventTime,
+    pub approximate_len: usize,
+}
+
 /// One event of the log with what identifies its counter and its retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {

@@ -1,6 +1,7 @@
 //! The embedded store's token index, split by event time into partitions: when expiry forgets
 //! a token, how a namespace's window sets the span of its partitions, what a reopened store
-//! finds, and how a store of format 4, which kept every token in one keyspace, is read.
+//! finds, what it estimates without reading the tokens, and how a store of format 4, which kept
+//! every token in one keyspace, is read.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +13,7 @@ use tally_storage::encoding::{token_key, token_value};
 use tally_storage::token_partitions::{LEGACY_KEYSPACE, span_seconds};
 use tally_storage::{
     AppendBatch, Durability, EmbeddedStore, EventStore, NamespaceId, NamespaceRecord, ScannedToken,
-    StoredEvent, TokenRecord,
+    StoredEvent, TokenEstimate, TokenRecord,
 };
 use tempfile::TempDir;
 
@@ -131,9 +132,43 @@ fn expiry_counts_tokens_in_tables() {
     let store = open(dir.path());
 
     let expected = usize::try_from(NUM_TOKENS).unwrap();
+    assert_eq!(
+        store.estimate_tokens().unwrap(),
+        Some(vec![estimate(at(0), at(DEFAULT_SPAN), expected)])
+    );
     assert_eq!(store.expire_tokens(1, at(DEFAULT_SPAN)).unwrap(), expected);
     assert!(!is_known(&store, 1, &format!("{:0>100}", 1)));
     assert!(!is_known(&store, 1, &format!("{NUM_TOKENS:0>100}")));
+}
+
+fn estimate(from: EventTime, until: EventTime, approximate_len: usize) -> TokenEstimate {
+    TokenEstimate {
+        from,
+        until,
+        approximate_len,
+    }
+}
+
+/// The estimate gives each partition's span and number of tokens, in the order of the
+/// partitions' namespaces and starts.
+#[test]
+fn estimate_follows_partitions() {
+    let dir = TempDir::new().unwrap();
+    let store = open(dir.path());
+    put_namespace(&store, 2, 60 * 600);
+    add_with_token(&store, 1, at(10), "a");
+    add_with_token(&store, 1, at(20), "b");
+    add_with_token(&store, 1, at(DEFAULT_SPAN + 5), "c");
+    add_with_token(&store, 2, at(30), "d");
+
+    let expected = vec![
+        estimate(at(0), at(DEFAULT_SPAN), 2),
+        estimate(at(DEFAULT_SPAN), at(2 * DEFAULT_SPAN), 1),
+        estimate(at(0), at(600), 1),
+    ];
+    assert_eq!(store.estimate_tokens().unwrap(), Some(expected.clone()));
+    drop(store);
+    assert_eq!(open(dir.path()).estimate_tokens().unwrap(), Some(expected));
 }
 
 #[test]
@@ -256,6 +291,9 @@ fn format_4_tokens_found_and_expired() {
         ]
     );
 
+    // Tokens of the legacy keyspace have no span to estimate by.
+    assert_eq!(store.estimate_tokens().unwrap(), None);
+
     // The legacy keyspace expires tokens one by one, exactly at the bound.
     assert_eq!(store.expire_tokens(1, at(11)).unwrap(), 1);
     assert!(!is_known(&store, 1, "old"));
@@ -283,6 +321,7 @@ fn empty_format_4_keyspace_deleted() {
     let store = open(dir.path());
     assert_eq!(store.expire_tokens(2, at(3600)).unwrap(), 1);
     assert_eq!(scanned_tokens(&store), []);
+    assert_eq!(store.estimate_tokens().unwrap(), Some(Vec::new()));
     drop(store);
     assert_eq!(
         format_and_legacy(dir.path()),
