@@ -130,6 +130,10 @@ pub struct CheckpointBlocks {
 impl CheckpointBlocks {
     pub const KEYSPACE: &'static str = KEYSPACE;
 
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
     pub fn new(keyspace: Keyspace) -> Self {
         Self { keyspace }
     }

@@ -9,6 +9,7 @@ use crate::StorageError;
 use crate::checkpoint_blocks::CheckpointBlocks;
 use crate::encoding::{self, bucket_keyspace_name, parse_bucket_keyspace_name};
 use crate::error::read_failed;
+use crate::journal::{self, JournalBound};
 use crate::token_partitions::TokenPartitions;
 use crate::traits::EventStore;
 use crate::types::{
@@ -21,8 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
+use std::time::Duration;
 use tally_core::{CounterName, EventTime};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Version 5 splits the token index into partitions by event time (see `token_partitions`),
 /// and reads the single token keyspace of version 4 until its tokens expire, so opening a
@@ -65,6 +67,9 @@ const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 /// fjall used a quarter to a third less CPU, and the spin did not show in the same profile.
 /// Worker 0 still spins while workers 1 and 2 both compact, which that profile found rare.
 const FJALL_WORKER_THREADS: usize = 3;
+
+/// How long a stop waits for fjall to write the memtables into tables.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `read_checkpoints` reads requested IDs that lie at most this far apart in one range scan.
 /// Starting a scan, like a lookup, may read and checksum a large index block. Stepping over an
@@ -115,6 +120,7 @@ pub struct EmbeddedStore {
     tokens: TokenPartitions,
     /// Open bucket keyspaces by namespace and bucket start.
     buckets: RwLock<HashMap<(NamespaceId, EventTime), Keyspace>>,
+    journal_bound: JournalBound,
 }
 
 impl EmbeddedStore {
@@ -151,6 +157,7 @@ impl EmbeddedStore {
             checkpoint_writes: Mutex::new(()),
             tokens: TokenPartitions::open(&db)?,
             buckets: RwLock::new(HashMap::new()),
+            journal_bound: JournalBound::new(MAX_JOURNALING_BYTES),
             durability,
             db,
         };
@@ -162,6 +169,16 @@ impl EmbeddedStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes of fjall's journal files, which a start replays into memtables.
+    pub fn journal_bytes(&self) -> std::io::Result<u64> {
+        journal::journal_bytes(&self.path)
+    }
+
+    /// Bytes that fjall holds in memtables, written to the journal but not yet to tables.
+    pub fn memtable_bytes(&self) -> u64 {
+        self.db.write_buffer_size()
     }
 
     fn check_format(&self) -> Result<(), StorageError> {
@@ -336,6 +353,26 @@ impl EmbeddedStore {
     }
 
     /// Commits `batch` and persists the journal with persist mode `mode`.
+    /// Returns a handle of every open keyspace.
+    fn all_keyspaces(&self) -> Vec<Keyspace> {
+        let mut keyspaces = vec![
+            self.meta.clone(),
+            self.namespaces.clone(),
+            self.counter_names.clone(),
+            self.counter_runs.clone(),
+            self.checkpoints.keyspace().clone(),
+        ];
+        match self.tokens.keyspaces() {
+            Ok(partitions) => keyspaces.extend(partitions),
+            Err(error) => warn!(%error, "cannot list the token partitions"),
+        }
+        match self.buckets.read() {
+            Ok(buckets) => keyspaces.extend(buckets.values().cloned()),
+            Err(_) => warn!("cannot list the buckets: their lock is poisoned"),
+        }
+        keyspaces
+    }
+
     fn commit(&self, batch: fjall::OwnedWriteBatch, mode: PersistMode) -> Result<(), StorageError> {
         batch.durability(Some(mode)).commit().map_err(|error| {
             error!(path = %self.path.display(), %error, "failed to commit a write batch");
@@ -544,6 +581,8 @@ impl EventStore for EmbeddedStore {
         );
         let committed = self.commit(batch, self.durability.persist_mode());
         drop(tokens);
+        // Every append writes to `meta`, so its memtable holds writes.
+        self.journal_bound.check(&self.db, &self.path, &self.meta);
         committed
     }
 
@@ -562,6 +601,16 @@ impl EventStore for EmbeddedStore {
 
     fn estimate_tokens(&self) -> Result<Option<Vec<TokenEstimate>>, StorageError> {
         self.tokens.estimate()
+    }
+
+    fn close(&self) -> Result<(), StorageError> {
+        if !journal::flush_all(&self.db, &self.all_keyspaces(), CLOSE_FLUSH_TIMEOUT) {
+            warn!(
+                timeout_seconds = CLOSE_FLUSH_TIMEOUT.as_secs(),
+                "the memtables were not all flushed in time; the next start replays the journal"
+            );
+        }
+        Ok(())
     }
 
     fn scan_events(

@@ -86,6 +86,10 @@ impl<S: EventStore> EventStore for FaultInjection<S> {
         self.inner.estimate_tokens()
     }
 
+    fn close(&self) -> Result<(), StorageError> {
+        self.inner.close()
+    }
+
     fn scan_events(
         &self,
         namespace_id: NamespaceId,

@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod encoding;
 pub mod error;
 pub mod fault;
+mod journal;
 pub mod memory;
 pub mod token_partitions;
 pub mod traits;

@@ -273,19 +273,21 @@ impl TokenPartitions {
         Ok(None)
     }
 
+    /// Returns a handle of every partition, the legacy keyspace included.
+    pub fn keyspaces(&self) -> Result<Vec<Keyspace>, StorageError> {
+        let partitions = self.read()?;
+        Ok(partitions
+            .open
+            .values()
+            .chain(&partitions.legacy)
+            .cloned()
+            .collect())
+    }
+
     /// Visits every token in every partition. The partitions are read from handles taken at
     /// the start, so expiry and new partitions do not wait for the scan.
     pub fn scan(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError> {
-        let keyspaces: Vec<Keyspace> = {
-            let partitions = self.read()?;
-            partitions
-                .open
-                .values()
-                .chain(&partitions.legacy)
-                .cloned()
-                .collect()
-        };
-        for keyspace in keyspaces {
+        for keyspace in self.keyspaces()? {
             for item in keyspace.iter() {
                 let (key, value) = item.into_inner().map_err(read_failed)?;
                 let (namespace_id, counter_id, token) = encoding::decode_token_key(&key)?;

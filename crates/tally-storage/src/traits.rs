@@ -52,6 +52,12 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Prepares a quick next start once every write is done. The embedded store writes its
+    /// memtables into tables, so that the next start has no journal to replay.
+    fn close(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Visits the events of a namespace with `from <= time < until` in (time, event ID) order.
     fn scan_events(
         &self,

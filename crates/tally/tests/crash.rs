@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestServer;
-use common::frontend::{Http, segment};
+use common::frontend::{Frontend, Http, segment};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -276,6 +276,45 @@ async fn sigterm_exits_cleanly_and_keeps_data() {
     child.wait().expect("wait");
     assert_eq!(status, 200);
     assert_eq!(body["value"].as_i64(), Some(7));
+}
+
+/// A SIGTERM stop writes what the store's journal holds into its tables and says so in its
+/// log, so that the next start has nothing to replay; the adds survive it.
+#[tokio::test]
+async fn sigterm_moves_the_journal_into_tables() {
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let data_dir = dir.path().join("data");
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("cannot create the log file");
+    let info = [("TALLY_LOG".to_owned(), "info".to_owned())];
+    let mut server =
+        common::spawn_server_logging_to(&data_dir, &info, &[], std::process::Stdio::from(log));
+    let mut http = Http::new(&server.http);
+    for i in 0..5 {
+        let token = common::frontend::token(&format!("journal-{i}"));
+        http.add("default", "journal", 1, token).await.unwrap();
+    }
+
+    common::send_sigterm(&server.child);
+    let exit = server.child.wait().expect("wait");
+    assert!(exit.success(), "SIGTERM exit status: {exit:?}");
+    let log = std::fs::read_to_string(&log_path).expect("cannot read the log");
+    let line = log
+        .lines()
+        .find(|line| line.contains("flushed the memtables"))
+        .unwrap_or_else(|| panic!("no flush at the stop; the log:\n{log}"));
+    let num_sealed: u64 = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("num_sealed="))
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no num_sealed in {line:?}"));
+    assert!(num_sealed >= 1, "{line}");
+
+    let (mut child, http_address, _) = common::spawn_server(&data_dir, &[]);
+    let value = Http::new(&http_address).get("default", "journal").await;
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert_eq!(value.ok(), Some(5));
 }
 
 /// HTTP requests that reached the server before SIGTERM all get responses, and every

@@ -142,7 +142,7 @@ impl TestServer {
     }
 }
 
-fn send_sigterm(child: &Child) {
+pub fn send_sigterm(child: &Child) {
     send_signal(child, libc::SIGTERM);
 }
 
