@@ -66,8 +66,8 @@ impl ServiceError {
         ServiceError::Invalid(ValidationError::new(field, rule))
     }
 
-    /// Names an invalid field as part of the batch item at `index`; other errors are left as
-    /// they are, since a batch's results keep the order of its items.
+    /// Names an invalid field as part of the batch item at `index`. Other errors stay as they
+    /// are, because a batch's results keep the order of its items.
     pub fn in_batch_item(self, index: usize) -> Self {
         match self {
             ServiceError::Invalid(error) => ServiceError::Invalid(error.in_batch_item(index)),

@@ -317,7 +317,7 @@ impl Service {
         let limit = list_limit(limit)?;
         let entry = self.namespace(namespace)?;
         let record = entry.record();
-        // One name more than the page tells whether another page follows.
+        // One name beyond the page shows whether another page follows.
         let names = if record.config.counter_type.is_durable() {
             let store = Arc::clone(&self.store);
             let after = after.map(str::to_owned);

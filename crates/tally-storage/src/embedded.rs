@@ -176,7 +176,7 @@ impl EmbeddedStore {
         journal::journal_bytes(&self.path)
     }
 
-    /// Bytes that fjall holds in memtables, written to the journal but not yet to tables.
+    /// Bytes in fjall's memtables: written to the journal but not yet into tables.
     pub fn memtable_bytes(&self) -> u64 {
         self.db.write_buffer_size()
     }
@@ -352,7 +352,6 @@ impl EmbeddedStore {
         }
     }
 
-    /// Commits `batch` and persists the journal with persist mode `mode`.
     /// Returns a handle of every open keyspace.
     fn all_keyspaces(&self) -> Vec<Keyspace> {
         let mut keyspaces = vec![
@@ -373,6 +372,7 @@ impl EmbeddedStore {
         keyspaces
     }
 
+    /// Commits `batch` and persists the journal with persist mode `mode`.
     fn commit(&self, batch: fjall::OwnedWriteBatch, mode: PersistMode) -> Result<(), StorageError> {
         batch.durability(Some(mode)).commit().map_err(|error| {
             error!(path = %self.path.display(), %error, "failed to commit a write batch");
@@ -581,7 +581,7 @@ impl EventStore for EmbeddedStore {
         );
         let committed = self.commit(batch, self.durability.persist_mode());
         drop(tokens);
-        // Every append writes to `meta`, so its memtable holds writes.
+        // Every append writes to `meta`, so its memtable is not empty here.
         self.journal_bound.check(&self.db, &self.path, &self.meta);
         committed
     }

@@ -42,8 +42,8 @@ fn journal_files(path: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 }
 
 /// Returns the bytes that a file takes on disk. fjall sizes a new journal file to 64 MiB
-/// before it writes, so its length says little; the blocks written say how much there is to
-/// replay.
+/// before it writes to it, so the written blocks, not the length, measure what a start
+/// replays.
 fn written_bytes(metadata: &Metadata) -> u64 {
     #[cfg(unix)]
     {
@@ -87,11 +87,12 @@ impl JournalBound {
         }
     }
 
-    /// Checks the journal at most once per [`CHECK_INTERVAL`]. fjall rotates its journal, and
-    /// flushes the memtables that keep the old ones, when a flush finds the active journal
-    /// larger than about its maximum. When the active journal is over the maximum with no
-    /// flush queued, this seals the memtable of `keyspace`, which must hold writes, so that
-    /// its flush does that.
+    /// Checks the journal at most once per [`CHECK_INTERVAL`]. A flush in fjall 3.1.13 rotates
+    /// the journal when the active one is over 64,000,000 bytes, and then flushes the
+    /// memtables that keep the sealed journals once those reach the configured maximum. When
+    /// the active journal is over `max_bytes` (64 MiB, which is more) with no flush queued,
+    /// this seals the memtable of `keyspace`, which must contain writes, so that its flush
+    /// does that.
     pub fn check(&self, db: &Database, path: &Path, keyspace: &Keyspace) {
         {
             let Ok(mut next_check) = self.next_check.try_lock() else {
@@ -123,8 +124,8 @@ impl JournalBound {
     }
 }
 
-/// Seals the memtable of each keyspace that holds writes, which queues its flush. Returns
-/// how many it sealed.
+/// Seals the memtable of each keyspace whose memtable contains writes, which queues its
+/// flush. Returns how many it sealed.
 fn seal_all(keyspaces: &[Keyspace]) -> usize {
     let mut num_sealed = 0;
     for keyspace in keyspaces {

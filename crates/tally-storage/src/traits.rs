@@ -45,7 +45,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// The writer reads them once after a start, to learn which tokens it must look up.
     fn scan_tokens(&self, visit: &mut dyn FnMut(ScannedToken<'_>)) -> Result<(), StorageError>;
 
-    /// Estimates how many tokens the store holds per span of event time, without reading them:
+    /// Estimates how many tokens the store contains per span of event time, without reading them:
     /// every stored token lies in one of the spans. `None` when the backend cannot tell without
     /// a scan.
     fn estimate_tokens(&self) -> Result<Option<Vec<TokenEstimate>>, StorageError> {

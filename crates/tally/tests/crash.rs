@@ -278,8 +278,8 @@ async fn sigterm_exits_cleanly_and_keeps_data() {
     assert_eq!(body["value"].as_i64(), Some(7));
 }
 
-/// A SIGTERM stop writes what the store's journal holds into its tables and says so in its
-/// log, so that the next start has nothing to replay; the adds survive it.
+/// A SIGTERM stop writes what the store's journal contains into its tables and logs it, so
+/// that the next start has nothing to replay. The adds survive it.
 #[tokio::test]
 async fn sigterm_moves_the_journal_into_tables() {
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
