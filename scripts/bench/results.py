@@ -602,7 +602,9 @@ def scale_report(args):
     out.append(
         "Disk (`du -sb` of the data directory after `POST /v1/admin/rollup` and a SIGTERM "
         f"shutdown): {mib(disk)} in all, {format_count(per(disk, events))} bytes per event; "
-        f"journals {mib(number(values, 'disk_journal_bytes'))}, "
+        f"journals {mib(number(values, 'disk_journal_bytes'))} "
+        f"({mib(number(values, 'disk_journal_written_bytes'))} of it written, since fjall "
+        "sizes each journal file to 64 MiB before it writes to it), "
         f"keyspaces {mib(number(values, 'disk_keyspace_bytes'))}. By then a rollup had "
         "folded every event into checkpoints, and the log still held every event, because "
         "retention (7 days by default) keeps them. An add without a token has no entry in "
