@@ -268,7 +268,7 @@ impl TimeBands {
     }
 
     /// Adds up the store's estimates per band. A span that reaches into several bands counts
-    /// in each of them, so a band's filter can be larger than it needs, never smaller.
+    /// in each of them, which can make a band's filter larger than it needs.
     fn estimate(&self, estimates: &[TokenEstimate]) -> [usize; Self::COUNT] {
         let mut counts = [0; Self::COUNT];
         for estimate in estimates {
