@@ -22,6 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use body::{parse_add_body, parse_batch_body, parse_clear_body, parse_namespace_patch};
 use serde_json::{Value, json};
+use tally_core::ValidationError;
 use tracing::warn;
 
 /// Maximum size of a request body: a full batch of 1000 items with long names fits.
@@ -255,12 +256,7 @@ impl ListQuery {
         for (name, value) in pairs {
             match name.as_str() {
                 "after" if query.after.is_none() => query.after = Some(value),
-                "limit" if query.limit.is_none() => {
-                    let limit = value
-                        .parse()
-                        .map_err(|_| invalid_list_limit(format!("{value:?}")))?;
-                    query.limit = Some(limit);
-                }
+                "limit" if query.limit.is_none() => query.limit = Some(parse_limit(&value)?),
                 "after" => {
                     return Err(ServiceError::invalid("after", "must be given at most once"));
                 }
@@ -279,6 +275,17 @@ impl ListQuery {
         }
         Ok(query)
     }
+}
+
+/// Reads a listing limit written as deltas are: decimal digits, with no sign and no leading
+/// zeros. Whether it lies from 1 to 1000 is the service's check.
+fn parse_limit(value: &str) -> Result<u64, ValidationError> {
+    let digits_only = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit());
+    let leading_zero = value.len() > 1 && value.starts_with('0');
+    (digits_only && !leading_zero)
+        .then(|| value.parse().ok())
+        .flatten()
+        .ok_or_else(|| invalid_list_limit(format!("{value:?}")))
 }
 
 async fn list_counters(

@@ -124,6 +124,14 @@ async fn list_rejects_bad_query() {
             "invalid limit: must be an integer from 1 to 1000, got \"\"",
         ),
         (
+            "limit=%2B3",
+            "invalid limit: must be an integer from 1 to 1000, got \"+3\"",
+        ),
+        (
+            "limit=03",
+            "invalid limit: must be an integer from 1 to 1000, got \"03\"",
+        ),
+        (
             "limit=0",
             "invalid limit: must be an integer from 1 to 1000, got 0",
         ),
