@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use body::{parse_add_body, parse_batch_body, parse_clear_body, parse_namespace_patch};
 use serde_json::{Value, json};
-use tally_core::ValidationError;
+use tally_core::{ValidationError, parse_delta};
 use tracing::warn;
 
 /// Maximum size of a request body: a full batch of 1000 items with long names fits.
@@ -277,14 +277,12 @@ impl ListQuery {
     }
 }
 
-/// Reads a listing limit written as deltas are: decimal digits, with no sign and no leading
-/// zeros. Whether it lies from 1 to 1000 is the service's check.
+/// Reads a listing limit written as a delta is, without a sign: decimal digits with no
+/// leading zeros. Whether it lies from 1 to 1000 is the service's check.
 fn parse_limit(value: &str) -> Result<u64, ValidationError> {
-    let digits_only = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit());
-    let leading_zero = value.len() > 1 && value.starts_with('0');
-    (digits_only && !leading_zero)
-        .then(|| value.parse().ok())
-        .flatten()
+    parse_delta(value.as_bytes())
+        .ok()
+        .and_then(|limit| u64::try_from(limit).ok())
         .ok_or_else(|| invalid_list_limit(format!("{value:?}")))
 }
 
