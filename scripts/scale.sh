@@ -238,7 +238,7 @@ stop_process "$tally_pid" TERM
 record shutdown_seconds "$stop_seconds"
 record disk_bytes "$(du -sb "$work_dir/data" | cut -f1)"
 record disk_journal_bytes "$(find "$work_dir/data" -maxdepth 1 -name '*.jnl' -printf '%s\n' | awk '{ sum += $1 } END { printf "%.0f\n", sum }')"
-# fjall sizes each journal file to 64 MiB before it writes to it, so the blocks written say
+# fjall sizes each journal file to 64 MiB before it writes to it, so the blocks written show
 # how much of that a start would replay.
 record disk_journal_written_bytes "$(find "$work_dir/data" -maxdepth 1 -name '*.jnl' -printf '%b\n' | awk '{ sum += $1 * 512 } END { printf "%.0f\n", sum }')"
 record disk_keyspace_bytes "$( (du -sb "$work_dir/data/keyspaces" 2>/dev/null || echo 0) | cut -f1)"

@@ -363,11 +363,15 @@ impl EmbeddedStore {
         ];
         match self.tokens.keyspaces() {
             Ok(partitions) => keyspaces.extend(partitions),
-            Err(error) => warn!(%error, "cannot list the token partitions"),
+            Err(error) => {
+                warn!(%error, "failed to list the token partitions, so they are not flushed")
+            }
         }
         match self.buckets.read() {
             Ok(buckets) => keyspaces.extend(buckets.values().cloned()),
-            Err(_) => warn!("cannot list the buckets: their lock is poisoned"),
+            Err(_) => warn!(
+                "failed to list the buckets because their lock is poisoned, so they are not flushed"
+            ),
         }
         keyspaces
     }

@@ -73,7 +73,7 @@ fn active_journal_bytes(path: &Path) -> std::io::Result<u64> {
     }
 }
 
-/// Starts fjall's own bounding of the journal when it has not run for too long.
+/// A trigger for fjall's own bounding of the journal, for when no flush has run it.
 pub struct JournalBound {
     max_bytes: u64,
     next_check: Mutex<Instant>,
@@ -107,7 +107,7 @@ impl JournalBound {
         let bytes = match active_journal_bytes(path) {
             Ok(bytes) => bytes,
             Err(error) => {
-                warn!(path = %path.display(), %error, "cannot read the journal's size");
+                warn!(path = %path.display(), %error, "failed to read the journal's size");
                 return;
             }
         };
@@ -119,7 +119,7 @@ impl JournalBound {
                 journal_bytes = bytes,
                 sealed, "sealed a memtable so that fjall bounds its journal"
             ),
-            Err(error) => warn!(%error, "cannot seal a memtable to bound the journal"),
+            Err(error) => warn!(%error, "failed to seal a memtable to bound the journal"),
         }
     }
 }
@@ -132,7 +132,7 @@ fn seal_all(keyspaces: &[Keyspace]) -> usize {
         match keyspace.rotate_memtable() {
             Ok(true) => num_sealed += 1,
             Ok(false) => {}
-            Err(error) => warn!(keyspace = %keyspace.name(), %error, "cannot seal a memtable"),
+            Err(error) => warn!(keyspace = %keyspace.name(), %error, "failed to seal a memtable"),
         }
     }
     num_sealed

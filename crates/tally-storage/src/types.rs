@@ -55,7 +55,8 @@ pub struct ScannedToken<'a> {
     pub event_time: EventTime,
 }
 
-/// About how many tokens a store holds with event times in `[from, until)`, from its metadata.
+/// An estimate, from the store's metadata, of how many tokens have event times in
+/// `[from, until)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenEstimate {
     pub from: EventTime,

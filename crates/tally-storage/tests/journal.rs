@@ -20,8 +20,8 @@ fn open(dir: &TempDir) -> EmbeddedStore {
 
 /// Appends the adds with IDs in `ids`, each with a token, one batch per 1,000. Their event
 /// times rise evenly from the start of an hour, by 100 minutes over `total` IDs, as adds with
-/// generation times might: one token partition at a time, each with far fewer tokens than
-/// fill its memtable, and two hourly buckets of events that do not fill theirs either.
+/// generation times might. So the adds fill one token partition at a time, each with far fewer
+/// tokens than fill its memtable, and two hourly buckets of events that do not fill theirs.
 fn append_in_time_order(store: &EmbeddedStore, ids: std::ops::Range<u64>, total: u64) {
     const BATCH: usize = 1_000;
     let all: Vec<u64> = ids.collect();
